@@ -1,0 +1,59 @@
+# corrmae — run `make help` for the list of targets. Every target shows the real command it runs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/demo/siammae_cpu.yaml
+CKPT ?=
+DATA ?= data/benchmarks
+OUT ?= runs/eval
+MODEL ?=
+export OMP_NUM_THREADS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow demo lint format tensorboard bench eval-all data-index study-cpu clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install corrmae with dev + demo extras (editable)
+
+test: $(STAMP) ## run the fast test suite (what CI runs first)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) ## run the slow tests (DDP, resume-after-kill, end-to-end)
+	$(BIN)/python -m pytest -q -m slow
+
+demo: $(STAMP) ## prepare embedded demo data, pre-train SiamMAE on CPU, print J&F vs baselines
+	$(BIN)/python -m lightning_modules demo --config $(CONFIG)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff autoformat + autofix
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+tensorboard: $(STAMP) ## open TensorBoard on runs/
+	$(BIN)/tensorboard --logdir runs
+
+bench: $(STAMP) ## side-by-side CPU benchmarks (propagation, sparse emulation, train step, data loading)
+	$(BIN)/python -m tests.bench
+
+eval-all: $(STAMP) ## evaluate CKPT (or MODEL=timm name) on DATA/{DAVIS,VIP,JHMDB}, write OUT/results.md
+	$(BIN)/python -m lightning_modules eval-all --ckpt "$(CKPT)" --model "$(MODEL)" --data "$(DATA)" --out "$(OUT)"
+
+data-index: $(STAMP) ## scan DATA once and write DATA/index.csv with decoded frame counts
+	$(BIN)/python -m lightning_modules index --root "$(DATA)"
+
+study-cpu: $(STAMP) ## CPU-scale study: several small SiamMAE recipes vs random-init and raw-pixel baselines
+	$(BIN)/python -m lightning_modules study --out runs/study
+
+clean: ## remove runs/, caches and generated demo data (keeps .venv)
+	rm -rf runs data/demo lightning_logs .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

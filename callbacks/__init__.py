@@ -1,0 +1,1 @@
+"""corrmae callbacks: label-propagation evaluation during training."""

@@ -1,0 +1,1 @@
+"""corrmae data modules and readers."""

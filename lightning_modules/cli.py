@@ -1,0 +1,76 @@
+"""Command-line entry point: ``corrmae`` / ``lightning`` / ``python -m lightning_modules``.
+
+``fit|validate|test|predict`` go to LightningCLI (subclass mode: the YAML's ``class_path`` picks SiamMAE or
+VideoMAC and the data module). A few project tools (data index, demo, eval-all, study) are plain
+sub-commands dispatched before LightningCLI sees the arguments.
+"""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.cli import ArgsType, LightningCLI
+
+import callbacks  # noqa: F401  (registers callback classes for short class_path names)
+import datamodules  # noqa: F401  (registers data modules)
+import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
+
+
+def tools() -> dict[str, str]:
+    """Project sub-commands that are not Lightning's, mapped to ``module:function(argv)``."""
+    return {
+        "index": "datamodules.index:main",
+        "demo": "lightning_modules.demo:main",
+        "eval-all": "lightning_modules.evaluate:main",
+        "study": "lightning_modules.study:main",
+    }
+
+
+def git_sha() -> str:
+    """The commit of the code that runs, recorded with every run (DINO prints it too)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class CorrMAECLI(LightningCLI):
+    """LightningCLI that records the code version with the hyper-parameters."""
+
+    def before_fit(self) -> None:
+        """Log git sha and library versions next to the config (reproducibility record)."""
+        import timm
+        import torch
+
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams(
+                {"git_sha": git_sha(), "torch": torch.__version__, "timm": timm.__version__, "lightning": L.__version__}
+            )
+
+
+def main(args: ArgsType = None) -> None:
+    """Run a project tool or a LightningCLI sub-command."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in tools():
+        module, func = tools()[argv[0]].split(":")
+        getattr(importlib.import_module(module), func)(argv[1:])
+        return
+    CorrMAECLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"default_env": True},
+        args=argv,
+    )

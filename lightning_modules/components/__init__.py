@@ -1,0 +1,1 @@
+"""Plain ``nn.Module``s and pure functions shared by the methods. Nothing here imports Lightning."""
