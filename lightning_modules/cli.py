@@ -72,5 +72,5 @@ def main(args: ArgsType = None) -> None:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_env": True},
-        args=argv,
+        args=args,
     )
