@@ -1,5 +1,6 @@
 """corrmae LightningModules (SiamMAE, VideoMAC) — re-exported so configs can say ``class_path: SiamMAE``."""
 
 from lightning_modules.base import VideoSSLModule
+from lightning_modules.siammae import SiamMAE
 
-__all__ = ["VideoSSLModule"]
+__all__ = ["SiamMAE", "VideoSSLModule"]

@@ -1,0 +1,79 @@
+"""Pure tensor functions that turn SiamMAE inputs/outputs into images for TensorBoard (Fig. 2 and Fig. 5)."""
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import Tensor
+
+from lightning_modules.components.losses import denormalize_prediction
+from lightning_modules.components.patches import patchify, unpatchify
+
+
+def imagenet_denormalize(x: Tensor) -> Tensor:
+    """Undo ImageNet normalisation: (B, 3, H, W) -> (B, 3, H, W) in [0, 1]."""
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0.0, 1.0)
+
+
+def tile(images: Tensor, pad: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Tile a (R, C, 3, H, W) array of images into one (3, R*(H+pad)+pad, C*(W+pad)+pad) picture."""
+    R, C, ch, H, W = images.shape
+    x = F.pad(images, (pad, 0, pad, 0), value=pad_value)  # (R, C, 3, H+pad, W+pad)
+    x = x.permute(2, 0, 3, 1, 4).reshape(ch, R * (H + pad), C * (W + pad))  # (3, R*(H+pad), C*(W+pad))
+    return F.pad(x, (0, pad, 0, pad), value=pad_value)
+
+
+def reconstruction_grid(
+    frame1: Tensor, frame2: Tensor, pred: Tensor, mask: Tensor, patch_size: int, norm_pix: bool = True
+) -> Tensor:
+    """SiamMAE Fig. 2-style picture, one row per sample: frame 1 | masked frame 2 | reconstruction | frame 2.
+
+    The reconstruction pastes the visible frame-2 patches back. With ``norm_pix`` the prediction is in
+    per-patch normalised units, so it is de-normalised with each *target* patch's own mean/std (display only;
+    without this it looks like noise).
+
+    Args:
+        frame1: (B, 3, H, W) ImageNet-normalised.
+        frame2: (B, 3, H, W) ImageNet-normalised.
+        pred: (B, L, p*p*3) decoder output for frame 2.
+        mask: (B, L), 1 = masked (predicted) patch.
+        patch_size: p.
+        norm_pix: whether ``pred`` is in normalised-pixel units.
+
+    Returns:
+        (3, H', W') image in [0, 1].
+    """
+    p = patch_size
+    grid = (frame2.shape[-2] // p, frame2.shape[-1] // p)
+    target = patchify(frame2, p)  # (B, L, p*p*3)
+    pred = pred.detach().float()
+    if norm_pix:
+        pred = denormalize_prediction(pred, target)
+    m = mask.detach().float().unsqueeze(-1)  # (B, L, 1)
+    recon = unpatchify(pred * m + target * (1 - m), p, grid)  # (B, 3, H, W) visible patches pasted back
+    mask_img = unpatchify(m.expand_as(target), p, grid)  # (B, 3, H, W), 1 = masked
+    f2 = imagenet_denormalize(frame2)
+    masked = f2 * (1 - mask_img) + 0.5 * mask_img  # masked patches shown grey
+    cols = [imagenet_denormalize(frame1), masked, imagenet_denormalize(recon), f2]
+    return tile(torch.stack(cols, dim=1))  # (B rows, 4 cols)
+
+
+def attention_grid(image: Tensor, attn: Tensor) -> Tensor:
+    """[CLS] attention maps per head next to the image (SiamMAE Fig. 5).
+
+    Args:
+        image: (B, 3, H, W) ImageNet-normalised.
+        attn: (B, heads, h, w) attention weights.
+
+    Returns:
+        (3, H', W') in [0, 1]: per row the image then one min-max-normalised map per head.
+    """
+    B, nh = attn.shape[:2]
+    maps = F.interpolate(attn.float(), size=image.shape[-2:], mode="nearest")  # (B, nh, H, W)
+    lo = maps.flatten(2).min(-1).values[..., None, None]
+    hi = maps.flatten(2).max(-1).values[..., None, None]
+    maps = (maps - lo) / (hi - lo).clamp_min(1e-12)  # each head scaled to [0, 1]
+    maps = maps.unsqueeze(2).expand(B, nh, 3, *maps.shape[-2:])  # (B, nh, 3, H, W) grey
+    img = imagenet_denormalize(image.float()).unsqueeze(1)  # (B, 1, 3, H, W)
+    return tile(torch.cat([img, maps], dim=1))  # (B rows, 1+nh cols)
