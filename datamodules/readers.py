@@ -1,0 +1,284 @@
+"""Random-access frame readers: decord (default for video files), PyAV (portable fallback), frame folders.
+
+Every reader fetches all requested frames in ONE ``read(indices)`` call and never decodes the whole video.
+Readers are cheap to open and hold a native decoder, so open one per sample inside the DataLoader worker
+(decord readers are not picklable and deadlock when shared across ``fork``: decord#210, decord#294).
+Every failure to open or decode becomes a ``VideoReadError`` naming the file and the reason.
+"""
+
+import importlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+Backend = Literal["auto", "decord", "pyav", "frames"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class VideoReadError(RuntimeError):
+    """A video or frame file that cannot be opened or decoded (corrupt, truncated, empty, missing)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+class BackendUnavailableError(ImportError):
+    """The requested optional decoding backend is not installed."""
+
+
+class VideoReader(Protocol):
+    """What the frame-pair dataset needs from a video: its length, frame rate and batched random access."""
+
+    path: str
+    num_frames: int
+    fps: float
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 (T, H, W, 3) RGB, in one call."""
+        ...
+
+
+def _import_backend(name: str, install_hint: str):
+    """Import an optional decoder, or raise an error that says what to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise BackendUnavailableError(f"backend {name!r} is not installed: {install_hint}") from e
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise VideoReadError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise VideoReadError(path, "empty file (0 bytes)")
+
+
+def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> list[int]:
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise ValueError(f"{path}: read() needs at least one index")
+    bad = [i for i in idx if not 0 <= i < num_frames]
+    if bad:
+        raise VideoReadError(path, f"frame indices {bad} out of range for {num_frames} frames")
+    return idx
+
+
+# ---------------------------------------------------------------- decord
+class DecordReader:
+    """decord ``VideoReader``, one decoding thread; ``get_batch`` decodes the requested frames in one pass.
+
+    ``num_frames`` comes from the container unless given (pass the index's decoded count: decord#373 spins
+    forever when the container over-reports the length and an index falls near the end).
+    """
+
+    def __init__(self, path: str | Path, num_frames: int | None = None, num_threads: int = 1) -> None:
+        decord = _import_backend(
+            "decord", "pip install decord (Linux x86_64 wheels only), or use backend='pyav'"
+        )
+        self.path = str(path)
+        _check_file(Path(path))
+        try:
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            reported = len(self._vr)
+            self.fps = float(self._vr.get_avg_fps())
+        except Exception as e:  # decord raises its own DECORDError / RuntimeError for any bad input
+            raise VideoReadError(path, f"decord cannot open it ({type(e).__name__}: {e})") from e
+        self.num_frames = min(reported, num_frames) if num_frames is not None else reported
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames at ``indices`` as uint8 (T, H, W, 3)."""
+        idx = _check_indices(self.path, indices, self.num_frames)
+        try:
+            return self._vr.get_batch(idx).asnumpy()
+        except Exception as e:
+            raise VideoReadError(self.path, f"decord failed on frames {idx} ({type(e).__name__}: {e})") from e
+
+
+# ---------------------------------------------------------------- PyAV
+class PyAVReader:
+    """PyAV (FFmpeg) reader: seek to the key frame before each target, then decode forward to it.
+
+    Frame ``i`` is the frame whose timestamp is ``i / fps`` after the stream start (constant frame rate,
+    as in Kinetics/YouTube mp4s). One decoder thread, as a DataLoader worker should use.
+    """
+
+    def __init__(self, path: str | Path, num_frames: int | None = None, seek_threshold: int = 32) -> None:
+        av = _import_backend("av", "pip install av")
+        self.path, self._seek_threshold = str(path), seek_threshold
+        _check_file(Path(path))
+        try:
+            self._container = av.open(self.path)
+            self._stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as e:
+            raise VideoReadError(path, f"PyAV cannot open it ({type(e).__name__}: {e})") from e
+        self._stream.thread_count = 1
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if not rate:
+            raise VideoReadError(path, "no frame rate in the container")
+        self.fps = float(rate)
+        self._start = self._stream.start_time or 0
+        self.num_frames = (
+            num_frames if num_frames is not None else (self._stream.frames or self._count_frames())
+        )
+
+    def _count_frames(self) -> int:
+        """Decode once to count frames (only when the container does not report a count)."""
+        n = sum(1 for _ in self._decode_from(0))
+        return n
+
+    def _frame_index(self, frame) -> int:
+        t = float((frame.pts - self._start) * self._stream.time_base) if frame.pts is not None else frame.time
+        return round(t * self.fps)
+
+    def _decode_from(self, target: int):
+        """Seek to the last key frame at or before frame ``target`` and yield decoded frames from there."""
+        pts = self._start + int(target / self.fps / self._stream.time_base)
+        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        yield from self._container.decode(self._stream)
+
+    def _walk_to(self, frames, target: int) -> tuple[np.ndarray | None, int | None]:
+        """Decode forward to frame ``target``: (its RGB array or None, index of the last decoded frame)."""
+        for frame in frames:
+            current = self._frame_index(frame)
+            if current == target:
+                return frame.to_ndarray(format="rgb24"), current
+            if current > target:
+                return None, current
+        return None, None  # end of stream
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames at ``indices`` as uint8 (T, H, W, 3)."""
+        import av
+
+        idx = _check_indices(self.path, indices, self.num_frames)
+        found: dict[int, np.ndarray] = {}
+        targets, frames, current = sorted(set(idx)), iter(()), None
+        try:
+            for target in targets:
+                # Re-seek unless the target is a short forward walk from the decoder's current position.
+                if current is None or not 0 < target - current <= self._seek_threshold:
+                    frames = self._decode_from(target)
+                image, current = self._walk_to(frames, target)
+                if image is None and current is not None:  # the seek overshot: decode from the first frame
+                    frames = self._decode_from(0)
+                    image, current = self._walk_to(frames, target)
+                if image is not None:
+                    found[target] = image
+        except av.FFmpegError as e:
+            raise VideoReadError(self.path, f"PyAV failed decoding ({type(e).__name__}: {e})") from e
+        missing = [i for i in targets if i not in found]
+        if missing:
+            raise VideoReadError(self.path, f"frames {missing} could not be decoded (truncated or corrupt?)")
+        return np.stack([found[i] for i in idx])
+
+
+# ---------------------------------------------------------------- frame folders
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    return sorted(files, key=_natural_key)
+
+
+class FrameFolderReader:
+    """A folder of image files, one per frame (YouTube-VOS ``JPEGImages/<video>/*.jpg``, DAVIS, K400 frames).
+
+    Frame ``i`` is the ``i``-th file in natural order, so gaps are counted in FILES. In YouTube-VOS train the
+    files are every 5th native frame (``00000.jpg, 00005.jpg, ...``, 30 fps video): one file step is 5 native
+    frames and the file rate is 6 fps. ``FramePairDataModule(frame_step=5)`` converts gaps given in native
+    frames to file steps. Grayscale, palette and RGBA images are converted to RGB (alpha is dropped).
+    All frames must have the size of the first frame, otherwise ``VideoReadError`` names the odd file.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 30.0) -> None:
+        self.path, self.fps = str(path), float(fps)
+        if not Path(path).is_dir():
+            raise VideoReadError(path, "not a directory of frames")
+        self._files = list_frame_files(path)
+        self.num_frames = len(self._files)
+        if not self._files:
+            raise VideoReadError(path, f"no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        self.size = self._open(self._files[0]).size  # (W, H) from the header only
+
+    def _open(self, file: Path):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            return Image.open(file)
+        except (UnidentifiedImageError, OSError) as e:
+            raise VideoReadError(file, f"cannot open image ({type(e).__name__}: {e})") from e
+
+    def check_sizes(self) -> None:
+        """Raise ``VideoReadError`` naming the first file whose size differs from frame 0 (headers only)."""
+        for file in self._files[1:]:
+            self._check_size(file, self._open(file).size)
+
+    def _check_size(self, file: Path, size: tuple[int, int]) -> None:
+        if size != self.size:
+            w0, h0 = self.size
+            raise VideoReadError(
+                file, f"frame size {size[0]}x{size[1]} differs from the first frame's {w0}x{h0}"
+            )
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames at ``indices`` as uint8 (T, H, W, 3)."""
+        idx = _check_indices(self.path, indices, self.num_frames)
+        out = []
+        for i in idx:
+            image = self._open(self._files[i])
+            self._check_size(self._files[i], image.size)
+            try:
+                out.append(np.asarray(image.convert("RGB")))
+            except OSError as e:  # truncated JPEG/PNG data
+                raise VideoReadError(self._files[i], f"cannot decode image ({e})") from e
+        return np.stack(out)
+
+
+# ---------------------------------------------------------------- factory
+def decord_available() -> bool:
+    """Whether decord imports (it has wheels for Linux x86_64 only)."""
+    try:
+        importlib.import_module("decord")
+    except ImportError:
+        return False
+    return True
+
+
+def open_reader(
+    path: str | Path, backend: Backend = "auto", num_frames: int | None = None, fps: float | None = None
+) -> VideoReader:
+    """Open a reader for a video file or a frame folder.
+
+    Args:
+        path: a video file, or a directory of frame images.
+        backend: ``auto`` = frames for directories, else decord when installed, else PyAV.
+        num_frames: the decoded frame count from the index, if known (caps what the reader will access).
+        fps: frame (file) rate of a frame folder; ignored for video files, whose container gives it.
+
+    Returns:
+        A ``VideoReader``.
+    """
+    path = Path(path)
+    if backend == "auto":
+        backend = "frames" if path.is_dir() else ("decord" if decord_available() else "pyav")
+    if backend == "frames":
+        if not path.is_dir():
+            raise VideoReadError(path, "backend 'frames' needs a directory of images")
+        reader = FrameFolderReader(path, fps=fps or 30.0)
+        if num_frames is not None:
+            reader.num_frames = min(reader.num_frames, num_frames)
+        return reader
+    if path.is_dir():
+        raise VideoReadError(path, f"backend {backend!r} reads video files, but this is a directory")
+    if backend == "decord":
+        return DecordReader(path, num_frames=num_frames)
+    if backend == "pyav":
+        return PyAVReader(path, num_frames=num_frames)
+    raise ValueError(f"unknown backend {backend!r}; expected auto, decord, pyav or frames")
