@@ -247,7 +247,7 @@ def _upsample(soft: Tensor, stride: int, minmax: bool) -> Tensor:
 def labels_to_pixels(
     soft: Tensor, stride: int, size: tuple[int, int] | None = None, minmax: bool = True
 ) -> Tensor:
-    """Soft grid labels (K, h, w) -> (K, H, W): bilinear x stride, min-max, nearest to `size` if it differs."""
+    """Soft grid labels (K, h, w) -> (K, H, W): bilinear x stride, min-max, nearest to a different `size`."""
     up = _upsample(soft, stride, minmax)
     if size is not None and tuple(size) != tuple(up.shape[-2:]):
         up = F.interpolate(up[None], size=tuple(size), mode="nearest-exact")[0]

@@ -3,8 +3,9 @@
 The dense formulation (DINO ``eval_video_segmentation.py``) builds a (context*N) x N affinity per target
 frame: 3 GiB for ViT-S/8 at 480p with 21 context frames. Here the query grid is cut into square tiles; a tile
 only correlates with the source region its neighbourhood window can reach (the tile grown by the window
-radius), so memory is O(tile * context * region) and the matmul skips everything outside the window. Inside the
-region the exact window is enforced with a -inf logit, the logit-space twin of DINO's multiply-by-zero after exp.
+radius), so memory is O(tile * context * region) and the matmul skips everything outside the window. Inside
+the region the exact window is enforced with a -inf logit, the logit-space twin of DINO's multiply-by-zero
+after exp.
 """
 
 from __future__ import annotations
