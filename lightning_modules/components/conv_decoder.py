@@ -48,7 +48,7 @@ class ConvDecoder(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """ConvNeXt-standard init (trunc-normal std 0.02, zero bias), NOT the official code's std-1 override."""
+        """ConvNeXt-standard init (trunc-normal std 0.02, zero bias), not the official std-1 override."""
         nn.init.normal_(self.mask_token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):

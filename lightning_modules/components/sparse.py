@@ -108,7 +108,7 @@ def update_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor, n: Tenso
 def masked_layer_norm(
     norm: nn.Module, x: Tensor, sm: SparseMask | None, channels_last: bool = False
 ) -> Tensor:
-    """Per-site LayerNorm (channels-first ``LayerNorm2d`` or channels-last ``LayerNorm``), zero at masked sites.
+    """Per-site LayerNorm (channels-first ``LayerNorm2d`` or channels-last ``LayerNorm``), masked zeroed.
 
     LayerNorm has no cross-site statistics, so visible outputs never depend on masked sites; the re-mask is
     needed because LN(0) = beta is not zero.

@@ -30,7 +30,7 @@ class SparseConvNeXt(nn.Module):
         pretrained: load timm's pretrained weights (off by default).
         output_stride: 32 for pre-training; 16/8 build timm's dilated variant (dense use only).
         drop_path_rate: stochastic depth (per sample, exact under masking).
-        grn_batch_global: GRN statistic over the whole batch's visible sites (MinkowskiEngine behaviour) instead
+        grn_batch_global: GRN statistic over the whole batch's visible sites (MinkowskiEngine) instead
             of per sample (dense behaviour, default).
     """
 

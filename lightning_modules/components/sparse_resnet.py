@@ -32,7 +32,7 @@ class SparseResNet(nn.Module):
     """A timm ResNet that accepts a patch mask.
 
     Args:
-        model_name: any timm ResNet with plain conv/BN downsampling (``resnet18``, ``resnet50``, ``resnet34``...).
+        model_name: any timm ResNet with plain conv/BN downsampling (``resnet18``, ``resnet50``, ...).
         pretrained: load timm's pretrained weights (needs the weights locally; off by default).
         output_stride: 32 for pre-training; 16/8 build timm's dilated variant (dense use only).
         drop_path_rate: stochastic depth (per sample, exact under masking).
