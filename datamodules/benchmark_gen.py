@@ -1,0 +1,168 @@
+"""Small generated benchmarks in the official DAVIS-2017, VIP and JHMDB layouts (demo data and test fixtures).
+
+``python -m datamodules.benchmark_gen --out data/demo/davis --seed 0`` writes a DAVIS-format benchmark built
+on ``render_scene`` (textured objects with real motion, occlusion and scale change): JPEG frames, palette
+PNG masks with 1-3 objects, ``ImageSets/2017/val.txt`` and a disjoint ``ImageSets/2017/tune.txt`` split for
+tuning propagation knobs without touching val. Everything is a pure function of the seed.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from datamodules.davis import voc_palette, write_palette_png
+from datamodules.synthetic import render_scene
+
+
+def _scene_seed(seed: int, *key: int) -> int:
+    """A well-mixed 32-bit seed for sub-stream ``key`` of ``seed``."""
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1)[0])
+
+
+def visible_scene(
+    seed: int, num_frames: int, size: tuple[int, int], num_objects: int, min_pixels: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """``render_scene`` re-drawn (deterministically) until every object shows >= ``min_pixels`` in frame 0.
+
+    DAVIS defines the objects by the frame-0 annotation, so an object hidden at frame 0 would silently
+    lower the object count.
+    """
+    for attempt in range(100):
+        frames, masks = render_scene(_scene_seed(seed, attempt), num_frames, size, num_objects)
+        counts = np.bincount(masks[0].ravel(), minlength=num_objects + 1)
+        if (counts[1:] >= min_pixels).all():
+            return frames, masks
+    raise ValueError(f"no scene with {num_objects} visible objects for seed {seed}; use a larger size")
+
+
+def write_davis_benchmark(
+    out: str | Path,
+    seed: int = 0,
+    num_val: int = 6,
+    num_tune: int = 3,
+    num_frames: int = 24,
+    size: tuple[int, int] = (96, 160),
+    max_objects: int = 3,
+) -> Path:
+    """Write a DAVIS-2017-format benchmark.
+
+    Args:
+        out: the ``DAVIS`` root to create.
+        seed: benchmark seed (the same seed gives byte-identical files).
+        num_val: sequences in ``ImageSets/2017/val.txt``.
+        num_tune: further sequences in ``ImageSets/2017/tune.txt`` (and ``train.txt``), disjoint from val.
+        num_frames: frames per sequence.
+        size: (H, W) of the frames.
+        max_objects: objects per sequence are drawn from 1..max_objects.
+
+    Returns:
+        The root.
+    """
+    out = Path(out)
+    palette = voc_palette()
+    splits: dict[str, list[str]] = {"val": [], "tune": []}
+    for i in range(num_val + num_tune):
+        split = "val" if i < num_val else "tune"
+        name = f"synth-{split}-{i:02d}"
+        rng = np.random.default_rng(_scene_seed(seed, 1_000_000 + i))
+        frames, masks = visible_scene(
+            _scene_seed(seed, i), num_frames, size, int(rng.integers(1, max_objects + 1))
+        )
+        for t, (frame, mask) in enumerate(zip(frames, masks)):
+            path = out / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(frame).save(path, quality=95)
+            write_palette_png(out / "Annotations" / "480p" / name / f"{t:05d}.png", mask, palette)
+        splits[split].append(name)
+    sets = out / "ImageSets" / "2017"
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / "val.txt").write_text("".join(f"{n}\n" for n in splits["val"]))
+    (sets / "tune.txt").write_text("".join(f"{n}\n" for n in splits["tune"]))
+    (sets / "train.txt").write_text("".join(f"{n}\n" for n in splits["tune"]))
+    return out
+
+
+def write_vip_fixture(
+    out: str | Path, seed: int = 0, num_videos: int = 2, num_frames: int = 5, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """Write a tiny VIP-format dataset (``VIP_Fine/Images``, ``Annotations/Category_ids``, ``lists``).
+
+    Objects become body-part classes (hair 2, upper-clothes 4, pants 8); 25-frame-spaced 12-digit names.
+    """
+    root = Path(out) / "VIP_Fine"
+    classes = np.array([0, 2, 4, 8], dtype=np.uint8)
+    names = []
+    for v in range(num_videos):
+        frames, masks = visible_scene(_scene_seed(seed, v), num_frames, size, 3)
+        name = f"videos{v + 1}"
+        for t, (frame, mask) in enumerate(zip(frames, masks)):
+            stem = f"{1 + 25 * t:012d}"
+            (root / "Images" / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(frame).save(root / "Images" / name / f"{stem}.jpg", quality=95)
+            (root / "Annotations" / "Category_ids" / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(classes[mask]).save(root / "Annotations" / "Category_ids" / name / f"{stem}.png")
+        names.append(name)
+    (root / "lists").mkdir(parents=True, exist_ok=True)
+    (root / "lists" / "val_videos.txt").write_text("".join(f"{n}\n" for n in names))
+    return root
+
+
+def write_jhmdb_fixture(
+    out: str | Path, seed: int = 0, num_videos: int = 2, num_frames: int = 5, size: tuple[int, int] = (60, 80)
+) -> Path:
+    """Write a tiny JHMDB-format dataset: PNG frames, ``joint_positions.mat`` and ``testlist_split1.txt``.
+
+    The 15 joints ride on a moving object (fixed offsets from its centroid, scaled by its size), stored as
+    MATLAB 1-based ``pos_img`` (2, 15, T) like the real annotations.
+    """
+    from scipy.io import savemat
+
+    root = Path(out)
+    offsets = np.random.default_rng(seed).uniform(-0.8, 0.8, (15, 2))  # (joints, xy) in object radii
+    lines = []
+    for v in range(num_videos):
+        frames, masks = visible_scene(_scene_seed(seed, v), num_frames, size, 1, min_pixels=40)
+        action, video = ("wave", "run")[v % 2], f"clip_{v}"
+        img_dir = root / "Rename_Images" / action / video
+        img_dir.mkdir(parents=True, exist_ok=True)
+        pos = np.zeros((2, 15, num_frames))
+        for t, (frame, mask) in enumerate(zip(frames, masks)):
+            Image.fromarray(frame).save(img_dir / f"{t + 1:05d}.png")
+            ys, xs = np.nonzero(mask == 1)
+            centre = np.array([xs.mean(), ys.mean()]) if len(xs) else np.array([size[1] / 2, size[0] / 2])
+            radius = np.sqrt(max(len(xs), 1) / np.pi)
+            pos[:, :, t] = (centre + offsets * radius).T + 1.0  # MATLAB 1-based pixels
+        mat = root / "joint_positions" / action / video / "joint_positions.mat"
+        mat.parent.mkdir(parents=True, exist_ok=True)
+        savemat(mat, {"pos_img": pos})
+        # UVC/CropMAE list format: "<mat> <image dir>" with the author's absolute prefix.
+        lines.append(
+            f"/data/JHMDB/joint_positions/{action}/{video}/joint_positions.mat "
+            f"/data/JHMDB/Rename_Images/{action}/{video}\n"
+        )
+    (root / "testlist_split1.txt").write_text("".join(lines))
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: write a DAVIS-format benchmark (and optionally VIP/JHMDB fixtures next to it)."""
+    p = argparse.ArgumentParser(
+        prog="python -m datamodules.benchmark_gen", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--out", required=True, help="DAVIS root to create, e.g. data/demo/davis")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-val", type=int, default=6)
+    p.add_argument("--num-tune", type=int, default=3)
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", type=int, nargs=2, default=(96, 160), metavar=("H", "W"))
+    args = p.parse_args(argv)
+    root = write_davis_benchmark(
+        args.out, args.seed, args.num_val, args.num_tune, args.frames, tuple(args.size)
+    )
+    print(f"wrote DAVIS-format benchmark to {root} ({args.num_val} val + {args.num_tune} tune sequences)")
+
+
+if __name__ == "__main__":
+    main()
