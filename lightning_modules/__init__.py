@@ -2,5 +2,6 @@
 
 from lightning_modules.base import VideoSSLModule
 from lightning_modules.siammae import SiamMAE
+from lightning_modules.videomac import VideoMAC
 
-__all__ = ["SiamMAE", "VideoSSLModule"]
+__all__ = ["SiamMAE", "VideoMAC", "VideoSSLModule"]
