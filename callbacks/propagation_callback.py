@@ -1,0 +1,175 @@
+"""``LabelPropagationCallback``: zero-shot DAVIS / VIP / JHMDB evaluation at epoch checkpoints, DDP-sharded.
+
+When it runs. Pre-training usually has no validation loop, so the evaluation runs in ``on_train_epoch_end``;
+if the trainer does run validation in that epoch it runs in ``on_validation_epoch_end`` instead (skipping the
+sanity check), because Lightning calls ``on_train_epoch_end`` *after* validation and a ``ModelCheckpoint``
+saving at validation end would otherwise miss the metric. Either way the metric is logged before any
+``ModelCheckpoint`` of the same epoch saves (Lightning runs checkpoint callbacks last), so
+``ModelCheckpoint(monitor="val/davis_JF", mode="max", every_n_epochs=N)`` works when N equals this
+callback's ``every_n_epochs``. The last epoch is always evaluated (``at_fit_end``).
+
+DDP. Videos are sorted by cost (frames x pixels) and rank r takes videos r, r + world_size, ...; every
+rank then enters the same single ``all_gather_object`` (also ranks with no video), and every rank computes
+the same scores from the sorted, merged per-video records, so no rank-0-only collective can deadlock and
+the result equals the 1-process result exactly. Every rank logs the identical value (no ``sync_dist``).
+"""
+
+from dataclasses import replace
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from callbacks.label_propagation import PresetName, PropagationConfig
+from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
+
+Benchmark = Literal["davis", "vip", "jhmdb"]
+
+
+def gather_records(records: list[dict]) -> list[dict]:
+    """All ranks' records on every rank (every rank must call this; a no-op without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return list(records)
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, records)
+    return [r for part in gathered for r in part]
+
+
+def shard(videos: list, rank: int, world_size: int) -> list:
+    """Videos of ``rank``: cost-sorted (longest first, name as tie-break), then every world_size-th one."""
+    cost = [(-len(v) * int(np.prod(getattr(v, "size", (1, 1)))), v.name) for v in videos]
+    order = sorted(range(len(videos)), key=lambda i: cost[i])
+    return [videos[i] for i in order[rank::world_size]]
+
+
+class LabelPropagationCallback(Callback):
+    """Zero-shot label-propagation evaluation of ``pl_module.extract_features`` during training.
+
+    Args:
+        benchmark: which benchmark ``root`` holds, in its official layout.
+        root: benchmark directory (``DAVIS``, ``VIP`` or ``JHMDB``); checked when evaluation first runs.
+        split: DAVIS split file stem (``val``; ``tune`` on the generated benchmark); ignored otherwise.
+        every_n_epochs: evaluate after every N-th epoch.
+        at_fit_end: also evaluate after the last epoch.
+        short_side: DAVIS evaluation short side (protocol 480; None = native size, for small demo data).
+            VIP (560x560) and JHMDB (320x320) use their protocol's fixed square size.
+        width_rule: DAVIS long-side rule, ``stride`` (ours) or ``dino64`` (DINO's script).
+        preset: propagation preset; None = the benchmark's SiamMAE Table 4b setting.
+        topk: override the preset's top-k.
+        queue_length: override the preset's queue length.
+        radius: override the preset's neighbourhood radius.
+        temperature: override the preset's softmax temperature.
+        max_videos: evaluate only the first N videos of the split (quick monitoring).
+        log_images: log propagated frames overlaid on the video to TensorBoard (paper Fig. 3).
+        num_image_frames: frames in that picture.
+        batch_frames: frames per ``extract_features`` call.
+    """
+
+    def __init__(
+        self,
+        benchmark: Benchmark = "davis",
+        root: str = "data/DAVIS",
+        split: str = "val",
+        every_n_epochs: int = 1,
+        at_fit_end: bool = True,
+        short_side: int | None = 480,
+        width_rule: Literal["stride", "dino64"] = "stride",
+        preset: PresetName | None = None,
+        topk: int | None = None,
+        queue_length: int | None = None,
+        radius: float | None = None,
+        temperature: float | None = None,
+        max_videos: int | None = None,
+        log_images: bool = True,
+        num_image_frames: int = 4,
+        batch_frames: int = 8,
+    ):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.benchmark = benchmark
+        self.root, self.split, self.max_videos = root, split, max_videos
+        self.every_n_epochs, self.at_fit_end = every_n_epochs, at_fit_end
+        self.short_side, self.width_rule = short_side, width_rule
+        overrides = {"topk": topk, "queue_length": queue_length, "radius": radius, "temperature": temperature}
+        self.cfg = replace(
+            PropagationConfig.preset(preset or benchmark),
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        self.log_images, self.num_image_frames, self.batch_frames = log_images, num_image_frames, batch_frames
+        self._videos: list | None = None
+        self._done_epoch = -1
+        self.last_scores: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------ when to run
+    def _due(self, trainer: L.Trainer) -> bool:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        return (epoch + 1) % self.every_n_epochs == 0 or (self.at_fit_end and last)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate here when validation runs this epoch (see the module docstring)."""
+        if trainer.sanity_checking or not trainer.training:
+            return
+        if self._due(trainer) and self._done_epoch != trainer.current_epoch:
+            self.run(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate here when no validation ran this epoch."""
+        if self._due(trainer) and self._done_epoch != trainer.current_epoch:
+            self.run(trainer, pl_module)
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def videos(self) -> list:
+        """The benchmark's videos (indexed once)."""
+        if self._videos is None:
+            self._videos = load_benchmark(self.benchmark, self.root, self.split, self.max_videos)
+        return self._videos
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Evaluate on this rank's shard, merge all ranks, log ``val/<benchmark>_*`` on every rank."""
+        self._done_epoch = trainer.current_epoch
+        local = shard(self.videos(), trainer.global_rank, trainer.world_size)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                records = evaluate_benchmark(
+                    self.benchmark, pl_module.extract_features, pl_module.feature_stride, local, self.cfg,
+                    short_side=self.short_side, width_rule=self.width_rule, device=pl_module.device,
+                    batch_frames=self.batch_frames, preview=self.num_image_frames if self.log_images else 0,
+                )  # fmt: skip
+        finally:
+            pl_module.train(was_training)
+        previews = [r.pop("preview") for r in records if "preview" in r]
+        scores = summarize_benchmark(self.benchmark, gather_records(records))
+        self.last_scores = scores
+        for name, value in scores.items():
+            pl_module.log(f"val/{self.benchmark}_{name}", value, on_epoch=True, sync_dist=False)
+        rank_zero_info(
+            f"epoch {trainer.current_epoch}: {self.benchmark} "
+            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        )
+        if previews and trainer.is_global_zero:
+            self._log_preview(trainer, previews[0])
+        return scores
+
+    def _log_preview(self, trainer: L.Trainer, frames: np.ndarray) -> None:
+        """One row of overlaid frames (N, H, W, 3) uint8 as a TensorBoard image."""
+        row = np.concatenate(list(frames), axis=1)  # (H, N*W, 3)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(
+                    f"val/{self.benchmark}_propagation", row, trainer.global_step, dataformats="HWC"
+                )
+
+    def state_dict(self) -> dict:
+        """Nothing to persist across resumes except the last scores (for information)."""
+        return {"last_scores": dict(self.last_scores)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the last scores."""
+        self.last_scores = dict(state_dict.get("last_scores", {}))

@@ -1,0 +1,200 @@
+"""Label-propagation evaluation cores for DAVIS-2017, VIP and JHMDB, shared by the callback and ``eval-all``.
+
+Each ``evaluate_<benchmark>(feature_fn, stride, videos, cfg, ...)`` runs the protocol on a list of videos
+and returns one small, picklable *record* per video (per-object J/F rows, a confusion matrix, or joint
+coordinates). ``summarize_<benchmark>(records)`` turns records from any number of ranks into the final
+scores in a fixed (sorted) order, so a 2-process evaluation gives bit-identical numbers to a 1-process one.
+No Lightning here: ``feature_fn`` is any ``(B, 3, H, W) -> (B, D, h, w)`` callable (``extract_features``).
+"""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import Tensor
+
+from callbacks.label_propagation import (
+    PropagationConfig,
+    downsample_labels,
+    labels_onehot,
+    predict_mask,
+    propagate_video,
+)
+from datamodules.davis import DavisSequence, eval_size, write_palette_png
+
+FeatureFn = Callable[[Tensor], Tensor]
+
+
+# ------------------------------------------------------------------------------------------ shared steps
+def preprocess(frames: np.ndarray, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
+    """RGB uint8 (B, H, W, 3) -> ImageNet-normalised float (B, 3, *size), bilinear like cv2 INTER_LINEAR."""
+    x = (
+        torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    )  # (B,3,H,W)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def video_features(
+    feature_fn: FeatureFn,
+    read_frame: Callable[[int], np.ndarray],
+    num_frames: int,
+    size: tuple[int, int],
+    stride: int,
+    device: torch.device | str = "cpu",
+    batch_frames: int = 8,
+) -> Tensor:
+    """Features of every frame, L2-normalised over D: (T, D, H/stride, W/stride) on ``device``."""
+    chunks = []
+    for start in range(0, num_frames, batch_frames):
+        idx = range(start, min(start + batch_frames, num_frames))
+        x = preprocess(np.stack([read_frame(i) for i in idx]), size, device)  # (b, 3, H, W)
+        f = feature_fn(x).float()  # (b, D, h, w)
+        if tuple(f.shape[-2:]) != (size[0] // stride, size[1] // stride):
+            raise ValueError(f"features {tuple(f.shape)} do not match size {size} / stride {stride}")
+        chunks.append(F.normalize(f, dim=1))
+    return torch.cat(chunks)  # (T, D, h, w)
+
+
+def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> Tensor:
+    """Nearest (PIL pixel-centre rule) resize of an id map (H, W) -> (size) int64 tensor."""
+    t = torch.from_numpy(ids.astype(np.int64))[None, None].float()  # (1, 1, H, W)
+    return F.interpolate(t, size=size, mode="nearest-exact")[0, 0].long()
+
+
+def propagate_ids(
+    feats: Tensor, first_ids: Tensor, num_labels: int, stride: int, cfg: PropagationConfig
+) -> Tensor:
+    """Propagate an id map (H_r, W_r) of frame 0 through the video: (T, K, h, w) soft labels."""
+    onehot = labels_onehot(first_ids.to(feats.device), num_labels)  # (K, H_r, W_r)
+    first = downsample_labels(onehot, stride, soft=cfg.soft_first_frame)  # (K, h, w)
+    return propagate_video(feats, first, cfg)
+
+
+def overlay(frame: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Paper Fig. 3 style picture: palette colours of ``ids`` blended over ``frame`` (uint8 (H, W, 3))."""
+    colours = palette[ids.astype(np.int64)].astype(np.float32)  # (H, W, 3)
+    blend = np.where((ids > 0)[..., None], (1 - alpha) * frame + alpha * colours, frame)
+    return blend.astype(np.uint8)
+
+
+def _preview_frames(num_frames: int, count: int) -> list[int]:
+    return sorted({int(round(i)) for i in np.linspace(0, num_frames - 1, count)})
+
+
+# ------------------------------------------------------------------------------------------ DAVIS
+def evaluate_davis(
+    feature_fn: FeatureFn,
+    stride: int,
+    videos: Sequence[DavisSequence],
+    cfg: PropagationConfig,
+    out_dir: str | Path | None = None,
+    short_side: int | None = 480,
+    width_rule: str = "stride",
+    device: torch.device | str = "cpu",
+    batch_frames: int = 8,
+    preview: int = 0,
+) -> list[dict]:
+    """Semi-supervised VOS by label propagation, scored with ``DavisJF`` (davis2017-evaluation semantics).
+
+    Args:
+        feature_fn: dense feature extractor.
+        stride: its feature stride.
+        videos: sequences to evaluate.
+        cfg: propagation settings (``PropagationConfig.preset("davis")`` for the protocol).
+        out_dir: if given, predictions go to ``<out_dir>/<seq>/<stem>.png`` at the original size.
+        short_side: evaluation short side (480 in the protocol; None keeps the native size).
+        width_rule: ``"stride"`` or ``"dino64"``, see ``datamodules.davis.eval_size``.
+        device: where features and propagation run.
+        batch_frames: frames per ``feature_fn`` call.
+        preview: overlay pictures of this many frames are kept for the first video (0 = none).
+
+    Returns:
+        One record per sequence: ``{"sequence", "rows": [per-object J/F stats], "preview"?}``.
+    """
+    from callbacks.metrics import DavisJF
+
+    records = []
+    for n, seq in enumerate(videos):
+        size = eval_size(*seq.size, short_side, stride, width_rule)
+        feats = video_features(feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames)
+        first = resize_ids(seq.first_mask(), size)  # (H_r, W_r)
+        soft = propagate_ids(feats, first, seq.num_objects + 1, stride, cfg)  # (T, K, h, w)
+        gt = seq.read_masks()  # (T, H, W)
+        pred = np.stack(
+            [gt[0]] + [predict_mask(s, stride, seq.size, cfg.minmax_norm).cpu().numpy() for s in soft[1:]]
+        ).astype(np.uint8)  # (T, H, W); frame 0 is the given annotation (not evaluated)
+        if out_dir is not None:
+            for path, mask in zip(seq.frame_paths, pred):
+                write_palette_png(Path(out_dir) / seq.name / f"{path.stem}.png", mask, seq.palette)
+        metric = DavisJF(sync_on_compute=False)  # per sequence; ranks are merged by summarize_davis
+        metric.update(torch.from_numpy(pred), torch.from_numpy(gt), seq.num_objects, seq.name)
+        record = {"sequence": seq.name, "rows": davis_rows(metric)}
+        if n == 0 and preview:
+            record["preview"] = np.stack(
+                [overlay(seq.read_frame(t), pred[t], seq.palette) for t in _preview_frames(len(seq), preview)]
+            )
+        records.append(record)
+    return records
+
+
+def davis_rows(metric) -> list[dict]:
+    """Per-object rows ``{sequence, object, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay}``."""
+    return [dict(row) for row in metric.per_object()]
+
+
+def summarize_davis(records: Sequence[dict]) -> dict[str, float]:
+    """Objects pooled over all sequences (davis2017-evaluation), in sorted order: J&F, J, F, recalls."""
+    rows = sorted((r for rec in records for r in rec["rows"]), key=lambda r: (r["sequence"], r["object"]))
+    if not rows:
+        raise ValueError("no DAVIS objects were evaluated")
+    mean = {k: float(np.mean(np.array([r[k] for r in rows], dtype=np.float64))) for k in rows[0] if "_" in k}
+    return {"JF": (mean["J_mean"] + mean["F_mean"]) / 2, "J": mean["J_mean"], "F": mean["F_mean"], **mean}
+
+
+# ------------------------------------------------------------------------------------------ dispatch
+def load_benchmark(
+    benchmark: str, root: str | Path, split: str = "val", max_videos: int | None = None
+) -> list:
+    """Index a benchmark's evaluation videos (``split`` applies to DAVIS only)."""
+    if benchmark == "davis":
+        from datamodules.davis import load_davis
+
+        return load_davis(root, split, max_videos)
+    if benchmark == "vip":
+        from datamodules.vip import load_vip
+
+        return load_vip(root, max_videos=max_videos)
+    if benchmark == "jhmdb":
+        from datamodules.jhmdb import load_jhmdb
+
+        return load_jhmdb(root, max_videos=max_videos)
+    raise ValueError(f"unknown benchmark {benchmark!r}; expected davis, vip or jhmdb")
+
+
+def evaluate_benchmark(
+    benchmark: str, feature_fn: FeatureFn, stride: int, videos: Sequence, cfg, **kwargs
+) -> list:
+    """``evaluate_<benchmark>``; DAVIS-only keywords (short_side, width_rule) are dropped for VIP / JHMDB."""
+    from callbacks.vip_jhmdb_eval import evaluate_jhmdb, evaluate_vip
+
+    if benchmark == "davis":
+        return evaluate_davis(feature_fn, stride, videos, cfg, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("short_side", "width_rule")}
+    fn = {"vip": evaluate_vip, "jhmdb": evaluate_jhmdb}[benchmark]
+    return fn(feature_fn, stride, videos, cfg, **kwargs)
+
+
+def summarize_benchmark(benchmark: str, records: Sequence[dict]) -> dict[str, float]:
+    """``summarize_<benchmark>``: the scores logged as ``val/<benchmark>_<name>``."""
+    from callbacks.vip_jhmdb_eval import summarize_jhmdb, summarize_vip
+
+    fn = {"davis": summarize_davis, "vip": summarize_vip, "jhmdb": summarize_jhmdb}[benchmark]
+    return fn(records)

@@ -1,0 +1,213 @@
+"""Dense feature extractors for label-propagation evaluation, all with the ``VideoSSLModule`` contract.
+
+``extract_features(frames (B, 3, H, W) ImageNet-normalised) -> (B, D, H/s, W/s)`` and ``feature_stride = s``:
+
+- ``load_corrmae_checkpoint``: a corrmae ``.ckpt`` (SiamMAE / VideoMAC), rebuilt from its hyper-parameters.
+- ``TimmFeatures``: any timm ViT / ResNet / ConvNeXt, random or from a plain state dict on disk (DINO, MAE,
+  ...). ViTs use ``dynamic_img_size`` so the position embeddings are bicubically resized to the 480p grid
+  (DINO's choice), and the features are the last block after the final norm, prefix tokens dropped.
+- ``PixelFeatures``: raw-pixel patches (3*p*p values per p x p patch), the no-learning baseline.
+"""
+
+import importlib
+import inspect
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from lightning_modules.base import VideoSSLModule
+
+_WRAPPER_KEYS = ("state_dict", "model", "teacher", "module", "encoder")
+_PREFIXES = ("module.", "backbone.", "encoder.", "model.")
+
+
+class PixelFeatures(nn.Module):
+    """Raw-pixel patch features: each p x p patch flattened to a 3*p*p vector (stride p)."""
+
+    def __init__(self, patch_size: int = 8):
+        super().__init__()
+        self.patch_size = patch_size
+
+    @property
+    def feature_stride(self) -> int:
+        """Pixels per feature cell."""
+        return self.patch_size
+
+    def extract_features(self, frames: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 3*p*p, H/p, W/p)."""
+        b, _, h, w = frames.shape
+        p = self.patch_size
+        cols = F.unfold(frames, kernel_size=p, stride=p)  # (B, 3*p*p, h*w)
+        return cols.reshape(b, -1, h // p, w // p)  # (B, 3*p*p, h, w)
+
+
+def _unwrap_state_dict(obj: dict) -> dict[str, Tensor]:
+    """Find the tensor dict inside common checkpoint wrappers and strip DDP/backbone prefixes."""
+    while isinstance(obj, dict) and not any(isinstance(v, Tensor) for v in obj.values()):
+        key = next((k for k in _WRAPPER_KEYS if k in obj), None)
+        if key is None:
+            raise ValueError(f"no state dict found in checkpoint; top-level keys {sorted(obj)[:10]}")
+        obj = obj[key]
+    out = {}
+    for k, v in obj.items():
+        for prefix in _PREFIXES:
+            if k.startswith(prefix):
+                k = k[len(prefix) :]
+        out[k] = v
+    return out
+
+
+class TimmFeatures(nn.Module):
+    """A timm backbone as a dense feature extractor.
+
+    Args:
+        model_name: timm model name, e.g. ``vit_small_patch16_224``, ``resnet50``, ``convnextv2_small``.
+        weights: a state-dict file (``.pth``/``.pt``/``.safetensors``); None = random initialisation.
+        stage: CNN stage index (timm ``feature_info``) whose map is used; None = the last stage. ViTs
+            always use the last block (after the final norm).
+        strict: raise when encoder weights are missing (a mismatched checkpoint); otherwise warn.
+    """
+
+    def __init__(
+        self, model_name: str, weights: str | None = None, stage: int | None = None, strict: bool = True
+    ):
+        super().__init__()
+        import timm
+
+        kwargs = {"dynamic_img_size": True} if "vit" in model_name or "deit" in model_name else {}
+        self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+        self.model.eval()
+        self.is_vit = hasattr(self.model, "patch_embed") and hasattr(self.model, "blocks")
+        if self.is_vit:
+            self.stage, self._stride = None, int(self.model.patch_embed.patch_size[0])
+        else:
+            info = self.model.feature_info
+            self.stage = len(info) - 1 if stage is None else stage
+            self._stride = int(info[self.stage]["reduction"])
+        if weights:
+            self.load_weights(weights, strict)
+
+    @property
+    def feature_stride(self) -> int:
+        """Pixels per feature cell."""
+        return self._stride
+
+    def load_weights(self, path: str, strict: bool = True) -> None:
+        """Load a plain state dict, reporting missing / unexpected keys by name."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        # Heads, MAE decoders and classifier norms are not part of the dense feature path.
+        skip = ("head.", "decoder", "mask_token", "fc.", "fc_norm.")
+        state = {k: v for k, v in state.items() if not k.startswith(skip)}
+        result = self.model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(skip)]
+        if missing:
+            msg = (
+                f"{path} does not match timm model {type(self.model).__name__}: {len(missing)} missing keys "
+                f"{missing[:12]}{' ...' if len(missing) > 12 else ''}; unexpected keys "
+                f"{result.unexpected_keys[:12]}"
+            )
+            if strict:
+                raise ValueError(msg)
+            rank_zero_warn(msg)
+        elif result.unexpected_keys:
+            rank_zero_warn(f"{path}: ignoring unexpected keys {result.unexpected_keys[:12]}")
+        rank_zero_info(f"loaded {len(state) - len(result.unexpected_keys)} tensors from {path}")
+
+    def extract_features(self, frames: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, D, H/s, W/s)."""
+        if self.is_vit:
+            out = self.model.forward_intermediates(frames, indices=1, norm=True, intermediates_only=True)
+        else:
+            out = self.model.forward_intermediates(frames, indices=[self.stage], intermediates_only=True)
+        return out[-1]
+
+
+def _checkpoint_class(ckpt: dict, class_path: str | None) -> type[VideoSSLModule]:
+    """The LightningModule class of a checkpoint: explicit, recorded by LightningCLI, or by key matching."""
+    hparams = ckpt.get("hyper_parameters", {})
+    path = class_path or hparams.get("_class_path")
+    if path:
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module or "lightning_modules"), name)
+    import lightning_modules
+
+    keys = set(ckpt["state_dict"])
+    for name in getattr(lightning_modules, "__all__", ()):
+        cls = getattr(lightning_modules, name)
+        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
+            try:
+                if set(cls(**_init_kwargs(cls, hparams)).state_dict()) == keys:
+                    return cls
+            except (TypeError, ValueError):
+                continue
+    raise ValueError("cannot tell the checkpoint's class; pass class_path, e.g. lightning_modules.SiamMAE")
+
+
+def _init_kwargs(cls: type, hparams: dict) -> dict:
+    """The hyper-parameters that ``cls.__init__`` accepts (drops LightningCLI's ``_class_path`` etc.)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in hparams.items() if k in params}
+
+
+def load_corrmae_checkpoint(
+    path: str | Path, class_path: str | None = None, random_init: bool = False
+) -> VideoSSLModule:
+    """Rebuild a corrmae module from a ``.ckpt`` (hyper-parameters + class path) and load its weights.
+
+    Args:
+        path: Lightning checkpoint written by corrmae training.
+        class_path: e.g. ``lightning_modules.SiamMAE``; default: recorded by LightningCLI or inferred.
+        random_init: build the same architecture but keep its random initialisation (baseline).
+
+    Returns:
+        The module in eval mode.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path} is not a Lightning checkpoint (no 'state_dict'); use --model <timm name> --weights"
+        )
+    cls = _checkpoint_class(ckpt, class_path)
+    module = cls(**_init_kwargs(cls, ckpt.get("hyper_parameters", {})))
+    if not random_init:
+        result = module.load_state_dict(ckpt["state_dict"], strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"{path} does not match {cls.__name__}: missing {result.missing_keys[:12]}, "
+                f"unexpected {result.unexpected_keys[:12]}"
+            )
+    return module.eval()
+
+
+def build_feature_extractor(
+    ckpt: str | None = None,
+    model: str | None = None,
+    weights: str | None = None,
+    random_init: bool = False,
+    patch_size: int = 8,
+    stage: int | None = None,
+) -> nn.Module:
+    """One entry point for eval-all: a corrmae checkpoint, ``pixels``, or a timm model name (+ weights)."""
+    if ckpt:
+        return load_corrmae_checkpoint(ckpt, random_init=random_init)
+    if not model:
+        raise ValueError("give a corrmae checkpoint (--ckpt) or a model (--model pixels | <timm name>)")
+    if model == "pixels":
+        return PixelFeatures(patch_size)
+    if random_init and weights:
+        raise ValueError("--random-init and --weights are mutually exclusive")
+    return TimmFeatures(model, weights=weights, stage=stage)
