@@ -1,0 +1,194 @@
+"""``corrmae eval-all``: zero-shot DAVIS-2017 / VIP / JHMDB evaluation of one checkpoint, Table-1 style.
+
+    corrmae eval-all --ckpt runs/siammae/last.ckpt --data DATA --out OUT [--benchmarks davis,vip,jhmdb]
+    corrmae eval-all --model vit_small_patch16_224 --weights dino_deitsmall16.pth --data DATA --out OUT
+    corrmae eval-all --model pixels --patch-size 8 --data DATA --out OUT          (raw-pixel baseline)
+
+``DATA`` holds ``DAVIS/``, ``VIP/`` and ``JHMDB/`` in their official layouts; a missing one is reported and
+skipped. Writes ``OUT/results.md`` and ``OUT/results.csv`` (checkpoint, backbone, J&F, J, F, mIoU, PCK@0.1,
+PCK@0.2, all x100), ``OUT/davis_per_object.csv``, ``OUT/vip_per_class.csv`` and the DAVIS palette PNGs in
+``OUT/davis/<seq>/`` (check them with davis2017-evaluation: ``--results_path OUT/davis``).
+Multi-device: ``--devices N`` runs a Lightning ``Trainer.test`` whose ranks each take every N-th video (the
+same sharding and exact merge as ``LabelPropagationCallback``).
+"""
+
+import argparse
+import csv
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from callbacks.label_propagation import PropagationConfig
+from callbacks.propagation_callback import gather_records, shard
+from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
+from lightning_modules.feature_extractors import build_feature_extractor
+
+DIRS = {"davis": "DAVIS", "vip": "VIP", "jhmdb": "JHMDB"}
+COLUMNS = ("checkpoint", "backbone", "J&F", "J", "F", "mIoU", "PCK@0.1", "PCK@0.2")
+
+
+class PropagationEvaluator(L.LightningModule):
+    """Runs every requested benchmark in ``on_test_epoch_end`` on this rank's shard and merges all ranks."""
+
+    def __init__(self, extractor: torch.nn.Module, benchmarks: dict[str, list], configs: dict, args: dict):
+        super().__init__()
+        self.extractor = extractor
+        self.benchmarks, self.configs, self.args = benchmarks, configs, args
+        self.scores: dict[str, dict[str, float]] = {}
+        self.records: dict[str, list[dict]] = {}
+
+    def test_step(self, batch, batch_idx):
+        """Nothing per batch: the work is per video, in ``on_test_epoch_end``."""
+
+    def on_test_epoch_end(self) -> None:
+        """Evaluate this rank's videos of each benchmark; every rank enters every gather."""
+        self.extractor.eval()
+        for name, videos in self.benchmarks.items():
+            local = shard(videos, self.global_rank, self.trainer.world_size)
+            out = Path(self.args["out"]) / name
+            with torch.no_grad():
+                records = evaluate_benchmark(
+                    name, self.extractor.extract_features, self.extractor.feature_stride, local,
+                    self.configs[name], out_dir=out if name == "davis" else None, device=self.device,
+                    short_side=self.args["short_side"], width_rule=self.args["width_rule"],
+                    batch_frames=self.args["batch_frames"],
+                )  # fmt: skip
+            merged = gather_records(records)
+            self.records[name] = merged
+            self.scores[name] = summarize_benchmark(name, merged)
+
+
+def propagation_configs(args: argparse.Namespace) -> dict[str, PropagationConfig]:
+    """Each benchmark's preset (SiamMAE Table 4b unless --preset), with command-line overrides."""
+    overrides = {k: getattr(args, k) for k in ("topk", "queue_length", "radius", "temperature")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return {b: replace(PropagationConfig.preset(args.preset or b), **overrides) for b in DIRS}
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any computation if ``out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SystemExit(f"eval-all: output directory {out} is not writable ({err})") from err
+
+
+def backbone_name(args: argparse.Namespace, extractor: torch.nn.Module) -> str:
+    """A short description of what was evaluated, for the results table."""
+    if args.model == "pixels":
+        return f"raw pixels, {args.patch_size}x{args.patch_size} patches"
+    hp = getattr(extractor, "hparams", {})
+    name = hp.get("encoder_name") or hp.get("backbone") or args.model or type(extractor).__name__
+    return f"{type(extractor).__name__}/{name}" + (" (random init)" if args.random_init else "")
+
+
+def write_results(out: Path, scores: dict, records: dict, checkpoint: str, backbone: str) -> None:
+    """``results.md``, ``results.csv`` and the per-object / per-class CSVs."""
+    davis, vip, jhmdb = scores.get("davis", {}), scores.get("vip", {}), scores.get("jhmdb", {})
+    values = [davis.get("JF"), davis.get("J"), davis.get("F"), vip.get("mIoU"), jhmdb.get("PCK@0.1"),
+              jhmdb.get("PCK@0.2")]  # fmt: skip
+    # J&F, J, F and mIoU are fractions; PCK is already a percentage (UVC eval_pck).
+    shown = [None if v is None else 100 * v if i < 4 else v for i, v in enumerate(values)]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerow([checkpoint, backbone] + ["" if v is None else f"{v:.3f}" for v in shown])
+    cells = ["—" if v is None else f"{v:.1f}" for v in shown]
+    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), f"| {checkpoint} | {backbone} | "
+          + " | ".join(cells) + " |"]  # fmt: skip
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    if "davis" in records:
+        rows = sorted(
+            (r for rec in records["davis"] for r in rec["rows"]), key=lambda r: (r["sequence"], r["object"])
+        )
+        with open(out / "davis_per_object.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    if "vip" in records:
+        from datamodules.vip import CLASS_NAMES
+
+        hist = np.sum([r["confusion"] for r in records["vip"]], axis=0).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.diag(hist) / (hist.sum(0) + hist.sum(1) - np.diag(hist))
+        with open(out / "vip_per_class.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("class", "IoU"), *zip(CLASS_NAMES, [f"{v:.4f}" for v in iou])])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line arguments (empty strings, as passed by ``make eval-all``, count as unset)."""
+    p = argparse.ArgumentParser(prog="corrmae eval-all", description=__doc__.split("\n")[0])
+    p.add_argument("--ckpt", help="corrmae Lightning checkpoint (SiamMAE / VideoMAC)")
+    p.add_argument("--model", help="'pixels' or a timm model name (with --weights for DINO/MAE/... weights)")
+    p.add_argument("--weights", help="plain state-dict file for --model")
+    p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
+    p.add_argument("--patch-size", type=int, default=8, help="patch size of the 'pixels' baseline")
+    p.add_argument("--stage", type=int, help="CNN stage (timm feature_info index); default: last")
+    p.add_argument("--data", required=True, help="directory holding DAVIS/, VIP/ and JHMDB/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--benchmarks", default="davis,vip,jhmdb")
+    p.add_argument("--davis-split", default="val")
+    p.add_argument("--short-side", type=int, default=480, help="DAVIS short side; 0 = native size")
+    p.add_argument("--width-rule", choices=("stride", "dino64"), default="stride")
+    p.add_argument(
+        "--preset", choices=("davis", "vip", "jhmdb", "dino", "crw"), help="default: per benchmark"
+    )
+    p.add_argument("--topk", type=int)
+    p.add_argument("--queue-length", type=int)
+    p.add_argument("--radius", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-videos", type=int)
+    p.add_argument("--batch-frames", type=int, default=8)
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--accelerator", default="auto")
+    args = p.parse_args(argv)
+    for key in ("ckpt", "model", "weights"):
+        setattr(args, key, getattr(args, key) or None)
+    if bool(args.ckpt) == bool(args.model):
+        p.error("give exactly one of --ckpt or --model")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run eval-all; returns ``{benchmark: scores}`` and prints the results table."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    check_writable(out)
+    extractor = build_feature_extractor(
+        args.ckpt, args.model, args.weights, args.random_init, args.patch_size, args.stage
+    )
+    benchmarks = {}
+    for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
+        if name not in DIRS:
+            raise SystemExit(f"eval-all: unknown benchmark {name!r}; choose from {', '.join(DIRS)}")
+        root = Path(args.data) / DIRS[name]
+        if not root.is_dir():
+            print(f"eval-all: skipping {name}: {root} not found (expected the official {DIRS[name]} layout)")
+            continue
+        benchmarks[name] = load_benchmark(name, root, args.davis_split, args.max_videos)
+    if not benchmarks:
+        raise SystemExit(f"eval-all: no benchmark directory found under {args.data}")
+    evaluator = PropagationEvaluator(
+        extractor, benchmarks, propagation_configs(args),
+        {"out": str(out), "short_side": args.short_side or None, "width_rule": args.width_rule,
+         "batch_frames": args.batch_frames},
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=args.accelerator, devices=args.devices, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.test(evaluator, dataloaders=DataLoader(range(max(1, args.devices))), verbose=False)
+    if trainer.is_global_zero:
+        checkpoint = args.ckpt or args.weights or args.model
+        write_results(out, evaluator.scores, evaluator.records, checkpoint, backbone_name(args, extractor))
+        print((out / "results.md").read_text(), end="")
+        print(f"eval-all: wrote {out / 'results.md'} and {out / 'results.csv'}")
+    return evaluator.scores
