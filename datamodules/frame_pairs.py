@@ -143,7 +143,7 @@ class FramePairDataset(Dataset):
         self._skips[0 if info is None else 1 + info.id % (SKIP_SLOTS - 1)] += 1
         if source.path not in self._logged:  # once per file and process: a bad file is not log spam
             self._logged.add(source.path)
-            log.warning("skipping unreadable video (strict=False): %s", error)
+            log.warning("skipping video (strict=False): %s", error)
 
 
 class FramePairDataModule(L.LightningDataModule):
