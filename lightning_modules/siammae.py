@@ -53,7 +53,7 @@ class SiamMAE(VideoSSLModule):
         compile_model: ``torch.compile`` the encoder and decoder blocks (names in the state dict unchanged).
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
         pos_embed_resize: position embeddings at non-training sizes: ``interpolate`` or ``recompute``.
-        seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
+        mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class SiamMAE(VideoSSLModule):
         compile_model: bool = False,
         feature_layer: int | None = None,
         pos_embed_resize: vit.PosEmbedResize = "interpolate",
-        seed: int | None = None,
+        mask_seed: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -112,7 +112,7 @@ class SiamMAE(VideoSSLModule):
         self.log_images_every_n_steps, self.num_log_samples = log_images_every_n_steps, num_log_samples
         self.compile_model, self.feature_layer = compile_model, feature_layer
         self.pos_embed_resize = pos_embed_resize
-        self.seed = seed
+        self.mask_seed = mask_seed
         self._vis_frames: Tensor | None = None  # fixed sample for the attention maps, set on first log
         self._epoch_start = 0.0
 
@@ -208,7 +208,7 @@ class SiamMAE(VideoSSLModule):
 
         Why: resuming from a checkpoint then redraws exactly the same masks (no global RNG state).
         """
-        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = self.mask_seed if self.mask_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         micro = batch_idx % max(1, self.trainer.accumulate_grad_batches) if self._trainer else batch_idx
         key = ((seed * 1_000_003 + self.global_step) * 1_009 + micro) * 10_007 + self.global_rank
         return torch.Generator(device=device).manual_seed(key % (2**63))
