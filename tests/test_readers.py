@@ -136,3 +136,15 @@ def test_out_of_range_index(clip, backend):
     assert capped.num_frames == 30
     with pytest.raises(VideoReadError, match="out of range"):
         capped.read([40])
+
+
+def test_corrupt_image_in_folder_names_the_file(tmp_path):
+    write_index_folder(tmp_path, 3)
+    good = (tmp_path / "00001.jpg").read_bytes()
+    (tmp_path / "00001.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (tmp_path / "00002.jpg").write_bytes(b"garbage")
+    reader = FrameFolderReader(tmp_path)
+    with pytest.raises(VideoReadError, match=r"00001\.jpg: cannot (open|decode)"):
+        reader.read([0, 1])
+    with pytest.raises(VideoReadError, match=r"00002\.jpg: cannot open"):
+        reader.read([2])
