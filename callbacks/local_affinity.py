@@ -99,33 +99,3 @@ def tile_mask(tile: Tile, radius: float, window: WindowShape, device: torch.devi
     q = _cell_coords(tile.qy, tile.qx, device)
     s = _cell_coords(tile.sy, tile.sx, device)
     return neighbourhood_mask(q, s, radius, window)
-
-
-def topk_neighbours(
-    query: Tensor, keys: Tensor, valid: Tensor | None, topk: int, temperature: float
-) -> tuple[Tensor, Tensor]:
-    """Joint top-k over all candidate sources and softmax weights over the kept logits.
-
-    Softmax over the top-k of cos/tau equals DINO's exp(cos/tau), zero below the k-th value, column
-    normalisation (up to ties at the k-th value, which DINO keeps and `topk` does not).
-
-    Args:
-        query: (n_q, D) L2-normalised query features.
-        keys: (S, D) L2-normalised source features, all context frames concatenated.
-        valid: (n_q, S) bool neighbourhood mask, or None for no restriction.
-        topk: number of neighbours kept per query.
-        temperature: softmax temperature tau.
-
-    Returns:
-        weights (n_q, k) summing to 1 per row and indices (n_q, k) into `keys`.
-    """
-    logits = query @ keys.T  # (n_q, S) cosines
-    if valid is not None:
-        logits.masked_fill_(~valid, -math.inf)
-    values, index = logits.topk(min(topk, logits.shape[1]), dim=1)  # (n_q, k)
-    return torch.softmax(values / temperature, dim=1), index
-
-
-def transfer_labels(weights: Tensor, index: Tensor, labels: Tensor) -> Tensor:
-    """Weighted label transfer: (n_q, k) weights and indices into (S, K) labels -> (n_q, K)."""
-    return torch.einsum("qk,qkc->qc", weights, labels[index])  # labels[index]: (n_q, k, K)
