@@ -52,19 +52,13 @@ class CorrMAECLI(LightningCLI):
         import torch
 
         for logger in self.trainer.loggers:
-            logger.log_hyperparams(
-                {"git_sha": git_sha(), "torch": torch.__version__, "timm": timm.__version__, "lightning": L.__version__}
-            )
+            versions = {"torch": torch.__version__, "timm": timm.__version__, "lightning": L.__version__}
+            logger.log_hyperparams({"git_sha": git_sha(), **versions})
 
 
-def main(args: ArgsType = None) -> None:
-    """Run a project tool or a LightningCLI sub-command."""
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in tools():
-        module, func = tools()[argv[0]].split(":")
-        getattr(importlib.import_module(module), func)(argv[1:])
-        return
-    CorrMAECLI(
+def run_cli(args: ArgsType = None) -> CorrMAECLI:
+    """Build and run LightningCLI; returns it so callers (the demo, tests) can reach trainer and model."""
+    return CorrMAECLI(
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
         subclass_mode_model=True,
@@ -74,3 +68,13 @@ def main(args: ArgsType = None) -> None:
         parser_kwargs={"default_env": True},
         args=args,
     )
+
+
+def main(args: ArgsType = None) -> None:
+    """Run a project tool or a LightningCLI sub-command."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in tools():
+        module, func = tools()[argv[0]].split(":")
+        getattr(importlib.import_module(module), func)(argv[1:])
+        return
+    run_cli(args)
