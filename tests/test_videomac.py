@@ -1,4 +1,4 @@
-"""VideoMAC system: loss definitions, EMA timing, optimiser/DDP exclusion of the target, timm weights, CLI run."""
+"""VideoMAC system: losses, EMA timing, target exclusion (optimiser, DDP), timm weights, CLI run."""
 
 import lightning as L
 import pytest
