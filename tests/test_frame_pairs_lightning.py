@@ -1,0 +1,79 @@
+"""FramePairDataModule inside a real Lightning Trainer: sampler kept, epochs propagate, DDP shards."""
+
+import lightning as L
+import pytest
+import torch
+
+from datamodules import FramePairDataModule
+from datamodules.sampling import EpochSampler
+from tests.video_helpers import write_index_folder
+
+
+class Recorder(L.LightningModule):
+    """Tiny model that records which samples (and which gaps) it was fed."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        assert batch["frames"].shape[1:] == (2, 3, 16, 16)
+        self.seen.append((self.current_epoch, batch["index"].tolist(), batch["gap"].tolist()))
+        return (self.w - batch["frames"].mean()) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class Gather(Recorder):
+    """Asserts on rank 0 that the two ranks saw disjoint samples covering the epoch."""
+
+    def on_train_epoch_end(self):
+        seen = [i for e, idx, _ in self.seen if e == self.current_epoch for i in idx]
+        gathered = self.all_gather(torch.tensor(seen))  # (world, n)
+        if self.global_rank == 0:
+            flat = gathered.flatten().tolist()
+            assert len(flat) == len(set(flat)) == 8, flat
+
+
+def make_root(tmp_path):
+    for i in range(4):
+        write_index_folder(tmp_path / "JPEGImages" / f"v{i}", 20 + i, size=(32, 64))
+    return tmp_path
+
+
+def fit(root, **trainer_kw):
+    dm = FramePairDataModule(str(root), image_size=16, batch_size=2, num_workers=0, gap_min=1, gap_max=19)
+    model = Recorder()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, **trainer_kw)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return trainer, model
+
+
+def test_fit_two_epochs_keeps_epoch_sampler_and_reshuffles(tmp_path):
+    trainer, model = fit(make_root(tmp_path))
+    assert isinstance(trainer.train_dataloader.sampler, EpochSampler)
+    by_epoch = {e: [] for e in (0, 1)}
+    for epoch, index, gap in model.seen:
+        by_epoch[epoch].append((tuple(index), tuple(gap)))
+    assert sorted(i for idx, _ in by_epoch[0] for i in idx) == list(
+        range(8)
+    )  # 4 videos x repeated_sampling 2
+    assert by_epoch[0] != by_epoch[1]  # new order and new draws in epoch 1
+    again = fit(tmp_path)[1].seen
+    assert again == model.seen  # the whole data stream is a function of the seed
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path):
+    root = make_root(tmp_path)
+    dm = FramePairDataModule(str(root), image_size=16, batch_size=2, num_workers=0)
+    dm.setup("fit")
+
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)  # fmt: skip
+    trainer.fit(Gather(), datamodule=dm)
