@@ -155,8 +155,9 @@ def summarize_davis(records: Sequence[dict]) -> dict[str, float]:
     rows = sorted((r for rec in records for r in rec["rows"]), key=lambda r: (r["sequence"], r["object"]))
     if not rows:
         raise ValueError("no DAVIS objects were evaluated")
-    mean = {k: float(np.mean(np.array([r[k] for r in rows], dtype=np.float64))) for k in rows[0] if "_" in k}
-    return {"JF": (mean["J_mean"] + mean["F_mean"]) / 2, "J": mean["J_mean"], "F": mean["F_mean"], **mean}
+    stats = {k.replace("_mean", ""): np.mean(np.array([r[k] for r in rows], dtype=np.float64)) for k in rows[0]
+             if k.startswith(("J_", "F_"))}  # fmt: skip
+    return {"JF": float((stats["J"] + stats["F"]) / 2), **{k: float(v) for k, v in stats.items()}}
 
 
 # ------------------------------------------------------------------------------------------ dispatch
