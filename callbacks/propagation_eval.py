@@ -155,8 +155,8 @@ def summarize_davis(records: Sequence[dict]) -> dict[str, float]:
     rows = sorted((r for rec in records for r in rec["rows"]), key=lambda r: (r["sequence"], r["object"]))
     if not rows:
         raise ValueError("no DAVIS objects were evaluated")
-    stats = {k.replace("_mean", ""): np.mean(np.array([r[k] for r in rows], dtype=np.float64)) for k in rows[0]
-             if k.startswith(("J_", "F_"))}  # fmt: skip
+    keys = [k for k in rows[0] if k.startswith(("J_", "F_"))]
+    stats = {k.replace("_mean", ""): np.mean(np.array([r[k] for r in rows], dtype=np.float64)) for k in keys}
     return {"JF": float((stats["J"] + stats["F"]) / 2), **{k: float(v) for k, v in stats.items()}}
 
 
