@@ -9,7 +9,6 @@ materialising the (context*N) x N matrix, and README "Label propagation" for the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -17,12 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.local_affinity import (
-    Tile,
-    grid_tiles,
-    tile_mask,
-    window_reach,
-)
+from callbacks.local_affinity import FrameContext, frame_plan, propagate_tiles
 
 PresetName = Literal["davis", "vip", "jhmdb", "dino", "crw"]
 
@@ -115,77 +109,6 @@ def _check_inputs(feats: Tensor, labels: Tensor) -> None:
         )
 
 
-def _frame_plan(
-    grid: tuple[int, int], cfg: PropagationConfig, device: torch.device
-) -> list[tuple[Tile, Tensor | None]]:
-    """Query tiles and their *outside*-window masks (n_s, n_q), None when the window covers the region."""
-    tiles = grid_tiles(grid, max(1, int(cfg.chunk_size**0.5)), window_reach(cfg.radius, grid))
-    plan = []
-    for tile in tiles:
-        outside = ~tile_mask(tile, cfg.radius, cfg.window, device).T  # (n_s, n_q)
-        plan.append((tile, outside if bool(outside.any()) else None))
-    return plan
-
-
-@dataclass
-class _Context:
-    """Context frames in the layout the tiles read.
-
-    `ring_feats` (h, w, S, D) / `ring_labels` (h, w, S, K) hold the windowed context frames with the frame
-    axis innermost, so a tile's source region (ry, rx, S, D) is a plain (ry, rx*S, D) view and a single bmm
-    scores it against the tile's queries; only slots < `n_valid` are filled. `free_*` (N, D) / (N, K) is the
-    reference frame when it is searched over the whole grid (CRW), else None.
-    """
-
-    ring_feats: Tensor
-    ring_labels: Tensor
-    n_valid: int
-    free_feats: Tensor | None = None
-    free_labels: Tensor | None = None
-
-
-def _propagate_tiles(query: Tensor, ctx: _Context, plan: list[tuple[Tile, Tensor | None]], cfg) -> Tensor:
-    """One target frame: query (h, w, D) -> soft labels (h, w, K), tile by tile."""
-    h, w, d = query.shape
-    slots = ctx.ring_feats.shape[2]
-    n_free = 0 if ctx.free_feats is None else h * w
-    out = query.new_empty(h, w, ctx.ring_labels.shape[-1])
-    for tile, outside in plan:
-        (y0, y1), (x0, x1), (sy0, sy1), (sx0, sx1) = tile.qy, tile.qx, tile.sy, tile.sx
-        ry, rx, n_q = sy1 - sy0, sx1 - sx0, tile.num_queries()
-        q_t = query[y0:y1, x0:x1].reshape(n_q, d).T  # (D, n_q)
-        logits = query.new_empty(n_free + ry * rx * slots, n_q)  # candidates in rows
-        if n_free:
-            torch.mm(ctx.free_feats, q_t, out=logits[:n_free])
-        if slots:
-            keys = ctx.ring_feats[sy0:sy1, sx0:sx1].view(ry, rx * slots, d)  # no copy: slots are innermost
-            win = logits[n_free:].view(ry, rx * slots, n_q)
-            torch.bmm(keys, q_t.expand(ry, d, n_q), out=win)  # (ry, rx*S, n_q) cosines
-            win = win.view(ry * rx, slots, n_q)
-            win[:, ctx.n_valid :] = -math.inf  # queue slots not filled yet
-            if outside is not None:
-                win.masked_fill_(outside[:, None, :], -math.inf)
-        values, index = logits.topk(min(cfg.topk, logits.shape[0]), dim=0)  # (k, n_q), joint over frames
-        weights = torch.softmax(values / cfg.temperature, dim=0)  # (k, n_q)
-        src = _candidate_labels(index, ctx, tile, n_free)  # (k, n_q, K)
-        out[y0:y1, x0:x1] = torch.einsum("kq,kqc->qc", weights, src).reshape(y1 - y0, x1 - x0, -1)
-    return out
-
-
-def _candidate_labels(index: Tensor, ctx: _Context, tile: Tile, n_free: int) -> Tensor:
-    """Labels of candidate rows `index` (k, n_q) -> (k, n_q, K): free-frame cell or (y, x, slot)."""
-    slots, rx = ctx.ring_labels.shape[2], tile.sx[1] - tile.sx[0]
-    r = (index - n_free).clamp_min(0)  # row in the windowed block, laid out (y, x, slot) over the region
-    cell, slot = r // max(slots, 1), r % max(slots, 1)
-    y, x = tile.sy[0] + cell // rx, tile.sx[0] + cell % rx
-    if slots:
-        ring = ctx.ring_labels[y.clamp_max(tile.sy[1] - 1), x, slot]
-    if not n_free:
-        return ring
-    free = ctx.free_labels[index.clamp_max(n_free - 1)]
-    return torch.where((index < n_free)[..., None], free, ring) if slots else free
-
-
 def propagate_frame(query: Tensor, ctx_feats: Tensor, ctx_labels: Tensor, cfg: PropagationConfig) -> Tensor:
     """Label one target frame from its context; context frame 0 is the reference (see `window_first_frame`).
 
@@ -199,18 +122,10 @@ def propagate_frame(query: Tensor, ctx_feats: Tensor, ctx_labels: Tensor, cfg: P
         (K, h, w) soft labels; every cell is a convex combination of context labels.
     """
     _check_inputs(ctx_feats, ctx_labels[0])
-    c, d, h, w = ctx_feats.shape
-    first = 0 if cfg.window_first_frame else 1  # context frames [first:] live in the ring
-    ctx = _Context(
-        ring_feats=ctx_feats[first:].permute(2, 3, 0, 1).contiguous(),  # (h, w, S, D)
-        ring_labels=ctx_labels[first:].permute(2, 3, 0, 1).contiguous(),  # (h, w, S, K)
-        n_valid=c - first,
-    )
-    if first:
-        ctx.free_feats = ctx_feats[0].reshape(d, h * w).T  # (N, D)
-        ctx.free_labels = ctx_labels[0].reshape(-1, h * w).T  # (N, K)
-    plan = _frame_plan((h, w), cfg, query.device)
-    return _propagate_tiles(query.permute(1, 2, 0).contiguous(), ctx, plan, cfg).permute(2, 0, 1)  # (K, h, w)
+    plan = frame_plan(tuple(query.shape[-2:]), cfg.chunk_size, cfg.radius, cfg.window, query.device)
+    ctx = FrameContext.from_frames(ctx_feats, ctx_labels, cfg.window_first_frame)
+    out = propagate_tiles(query.permute(1, 2, 0).contiguous(), ctx, plan, cfg.topk, cfg.temperature)
+    return out.permute(2, 0, 1)  # (K, h, w)
 
 
 def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig | None = None) -> Tensor:
@@ -228,23 +143,14 @@ def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig 
     cfg = cfg or PropagationConfig()
     _check_inputs(feats, first_labels)
     t_len, d, h, w = feats.shape
-    k, m, first = first_labels.shape[0], cfg.queue_length, int(cfg.window_first_frame)
     feats_hwd = feats.permute(0, 2, 3, 1).contiguous()  # (T, h, w, D)
-    out = feats.new_empty(t_len, h, w, k)  # (T, h, w, K)
+    out = feats.new_empty(t_len, h, w, first_labels.shape[0])  # (T, h, w, K)
     out[0] = first_labels.permute(1, 2, 0)
-    # Zeros, not empty: unfilled slots can be picked with weight 0 and 0 * NaN garbage would be NaN.
-    ctx = _Context(feats.new_zeros(h, w, first + m, d), feats.new_zeros(h, w, first + m, k), first)
-    if first:
-        ctx.ring_feats[:, :, 0], ctx.ring_labels[:, :, 0] = feats_hwd[0], out[0]
-    else:
-        ctx.free_feats, ctx.free_labels = feats_hwd[0].view(h * w, d), out[0].view(h * w, k)
-    plan = _frame_plan((h, w), cfg, feats.device)
+    ctx = FrameContext.for_video(feats_hwd[0], out[0], cfg.queue_length, cfg.window_first_frame)
+    plan = frame_plan((h, w), cfg.chunk_size, cfg.radius, cfg.window, feats.device)
     for t in range(1, t_len):
-        if t >= 2 and m:  # frame t-1 replaces the oldest queued frame (top-k ignores the slot order)
-            slot = first + (t - 2) % m
-            ctx.ring_feats[:, :, slot], ctx.ring_labels[:, :, slot] = feats_hwd[t - 1], out[t - 1]
-            ctx.n_valid = first + min(t - 1, m)
-        out[t] = _propagate_tiles(feats_hwd[t], ctx, plan, cfg)
+        out[t] = propagate_tiles(feats_hwd[t], ctx, plan, cfg.topk, cfg.temperature)
+        ctx.push(feats_hwd[t], out[t], t)
     return out.permute(0, 3, 1, 2).contiguous()  # (T, K, h, w)
 
 
