@@ -148,3 +148,12 @@ def test_corrupt_image_in_folder_names_the_file(tmp_path):
         reader.read([0, 1])
     with pytest.raises(VideoReadError, match=r"00002\.jpg: cannot open"):
         reader.read([2])
+
+
+@pytest.mark.parametrize("seek_threshold", [0, 5, 64])  # always re-seek / mixed / always walk forward
+def test_pyav_seek_or_walk_gives_exact_frames(clip, seek_threshold):
+    reader = PyAVReader(clip, seek_threshold=seek_threshold)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        idx = [int(i) for i in rng.integers(0, N, size=3)]
+        assert [decode_index(f) for f in reader.read(idx)] == idx
