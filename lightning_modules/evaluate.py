@@ -149,6 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-frames", type=int, default=8)
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seeds the random-init baseline's weights")
     args = p.parse_args(argv)
     for key in ("ckpt", "model", "weights"):
         setattr(args, key, getattr(args, key) or None)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     check_writable(out)
+    torch.manual_seed(args.seed)  # a random-init baseline is then reproducible
     extractor = build_feature_extractor(
         args.ckpt, args.model, args.weights, args.random_init, args.patch_size, args.stage
     )
