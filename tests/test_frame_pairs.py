@@ -211,3 +211,13 @@ def test_seconds_unit_on_video(video_root):
         dm.dataset[(1, i)]["gap"].item() for i in range(6)
     }
     assert gaps <= set(range(6, 10)) and len(gaps) > 1
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_single_frame_mp4_without_index_is_skipped(video_root, backend):
+    write_index_video(video_root / "train" / "cls" / "9_single.mp4", 1, size=(32, 64))
+    dm = FramePairDataModule(str(video_root), backend=backend, image_size=16, strict=True)
+    dm.setup("fit")
+    items = [dm.dataset[(0, i)] for i in range(len(dm.dataset))]  # strict: only corrupt files raise
+    assert not any(item["video"].endswith("9_single.mp4") for item in items)
+    assert dm.skipped >= 2
