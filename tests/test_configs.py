@@ -41,3 +41,17 @@ def test_ablation_delta_overrides_base(capsys):
     assert len(deltas) >= 20, "every row of SiamMAE Tables 2a-2d and 3a-3b should have a delta"
     for d in deltas:
         assert 2 <= len([ln for ln in d.read_text().splitlines() if ln.strip()]) <= 12, d
+
+
+def test_evaluation_callback_appends_from_command_line(capsys):
+    """README's recipe: add DAVIS evaluation to a paper config without editing it."""
+    with pytest.raises(SystemExit):
+        main([
+            "fit", "--config", str(CONFIGS / "siammae.yaml"),
+            "--trainer.callbacks+=LabelPropagationCallback",
+            "--trainer.callbacks.root=/data/DAVIS", "--trainer.callbacks.every_n_epochs=100",
+            "--print_config",
+        ])  # fmt: skip
+    printed = capsys.readouterr().out
+    block = printed[printed.index("LabelPropagationCallback") :]
+    assert "root: /data/DAVIS" in block and "every_n_epochs: 100" in block
