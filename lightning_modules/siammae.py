@@ -5,7 +5,6 @@ each frame, a cross-self decoder lets frame-2 tokens attend to frame-1 tokens an
 Method names follow MAE: patchify, random_masking, forward_encoder, forward_decoder, forward_loss, forward.
 """
 
-import os
 import time
 from typing import Literal
 
@@ -13,7 +12,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from lightning_modules.base import VideoSSLModule
+from lightning_modules.base import NonFinite, VideoSSLModule
 from lightning_modules.components import masking, patches, vit
 from lightning_modules.components.decoders import DecoderMode, SiamDecoder
 from lightning_modules.components.losses import masked_mse
@@ -54,6 +53,9 @@ class SiamMAE(VideoSSLModule):
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
         pos_embed_resize: position embeddings at non-training sizes: ``interpolate`` or ``recompute``.
         mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
+        nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
+            (``raise``), naming the batch's videos (see ``VideoSSLModule``).
+        max_nonfinite_skips: skipped steps allowed over the run before raising anyway.
     """
 
     def __init__(
@@ -84,6 +86,8 @@ class SiamMAE(VideoSSLModule):
         feature_layer: int | None = None,
         pos_embed_resize: vit.PosEmbedResize = "interpolate",
         mask_seed: int | None = None,
+        nonfinite: NonFinite = "skip",
+        max_nonfinite_skips: int = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -113,6 +117,7 @@ class SiamMAE(VideoSSLModule):
         self.compile_model, self.feature_layer = compile_model, feature_layer
         self.pos_embed_resize = pos_embed_resize
         self.mask_seed = mask_seed
+        self.set_fault_policy(nonfinite, max_nonfinite_skips)
         self._vis_frames: Tensor | None = None  # fixed sample for the attention maps, set on first log
         self._epoch_start = 0.0
 
@@ -202,16 +207,6 @@ class SiamMAE(VideoSSLModule):
         if self.compile_model:
             for blk in [*self.encoder.blocks, *self.decoder.blocks]:
                 blk.compile()
-
-    def mask_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
-        """RNG for this micro-batch's masks: a pure function of (seed, global_step, micro-batch, rank).
-
-        Why: resuming from a checkpoint then redraws exactly the same masks (no global RNG state).
-        """
-        seed = self.mask_seed if self.mask_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        micro = batch_idx % max(1, self.trainer.accumulate_grad_batches) if self._trainer else batch_idx
-        key = ((seed * 1_000_003 + self.global_step) * 1_009 + micro) * 10_007 + self.global_rank
-        return torch.Generator(device=device).manual_seed(key % (2**63))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         """One SiamMAE step on ``batch['frames']`` (B, 2, 3, H, W)."""

@@ -7,7 +7,6 @@ patches), total L_o + L_t + gamma * L_c (Eq. 3). The target has no gradients, so
 total (as in the official code); the optimiser sees grad(L_o + gamma * L_c).
 """
 
-import os
 from typing import Literal
 
 import torch
@@ -15,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from lightning_modules.base import VideoSSLModule
+from lightning_modules.base import NonFinite, VideoSSLModule
 from lightning_modules.components.ema import make_ema_copy, update_ema
 from lightning_modules.components.losses import masked_consistency, masked_mse
 from lightning_modules.components.mac import MaskedConvAutoencoder, mac_reconstruction_grid
@@ -54,6 +53,9 @@ class VideoMAC(VideoSSLModule):
         log_images_every_n_steps: reconstruction grids (Fig. 8 style) every N optimiser steps; 0 = never.
         num_log_samples: rows in the reconstruction grid.
         mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed.
+        nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
+            (``raise``), naming the batch's videos (see ``VideoSSLModule``).
+        max_nonfinite_skips: skipped steps allowed over the run before raising anyway.
     """
 
     def __init__(
@@ -88,6 +90,8 @@ class VideoMAC(VideoSSLModule):
         log_images_every_n_steps: int = 500,
         num_log_samples: int = 4,
         mask_seed: int | None = None,
+        nonfinite: NonFinite = "skip",
+        max_nonfinite_skips: int = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -120,6 +124,7 @@ class VideoMAC(VideoSSLModule):
         self.channels_last, self.compile_model = channels_last, compile_model
         self.log_images_every_n_steps, self.num_log_samples = log_images_every_n_steps, num_log_samples
         self.mask_seed = mask_seed
+        self.set_fault_policy(nonfinite, max_nonfinite_skips)
 
         self.online = MaskedConvAutoencoder(
             encoder_name, sparse_backend, mask_patch_size, decoder_dim, decoder_depth, decoder_grn,
@@ -204,13 +209,6 @@ class VideoMAC(VideoSSLModule):
             self.to(memory_format=torch.channels_last)
         if self.compile_model and "online_compiled" not in self._aux:
             self._aux["online_compiled"] = torch.compile(self.online)
-
-    def mask_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
-        """RNG for this micro-batch's masks: a pure function of (seed, global_step, micro-batch, rank)."""
-        seed = self.mask_seed if self.mask_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        micro = batch_idx % max(1, self.trainer.accumulate_grad_batches) if self._trainer else batch_idx
-        key = ((seed * 1_000_003 + self.global_step) * 1_009 + micro) * 10_007 + self.global_rank
-        return torch.Generator(device=device).manual_seed(key % (2**63))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         """One VideoMAC step on ``batch['frames']`` (B, 2, 3, H, W)."""
