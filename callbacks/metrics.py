@@ -87,8 +87,9 @@ class DavisJF(Metric):
 
     def per_object(self) -> list[dict]:
         """Rows {sequence, object, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay}, sorted, unique."""
-        if not self.stats or (isinstance(self.stats, Tensor) and self.stats.numel() == 0):
+        if isinstance(self.stats, list) and not self.stats:
             return []
+        # Lists locally, single tensors after a DDP sync (torchmetrics cats list states).
         stats, names, objects = dim_zero_cat(self.stats), dim_zero_cat(self.names), dim_zero_cat(self.objects)
         rows = {}
         for s, n, o in zip(stats.tolist(), names, objects.tolist()):

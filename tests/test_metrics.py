@@ -146,6 +146,7 @@ def _merged(metrics, cls, **kwargs):
             setattr(out, name, [dim_zero_cat(s) for s in states if len(s)])
         else:
             setattr(out, name, sum(states))
+    out._update_count = sum(m._update_count for m in metrics)
     return out
 
 
