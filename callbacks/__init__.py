@@ -1,5 +1,7 @@
 """corrmae callbacks: label-propagation evaluation during training."""
 
+from callbacks.label_propagation import PropagationConfig
+from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
 from callbacks.propagation_callback import LabelPropagationCallback
 
-__all__ = ["LabelPropagationCallback"]
+__all__ = ["LabelPropagationCallback", "PropagationConfig", "DavisJF", "ConfusionMIoU", "PCK"]
