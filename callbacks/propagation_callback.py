@@ -39,6 +39,18 @@ def gather_records(records: list[dict]) -> list[dict]:
     return [r for part in gathered for r in part]
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers on every rank (a no-op without a process group; every rank must call it).
+
+    Why: BatchNorm running statistics drift apart under DDP (each rank updates them from its own batch and
+    DDP re-broadcasts them only at the next forward, never for modules it ignores such as VideoMAC's EMA
+    target), while the checkpoint holds rank 0's; evaluation must see that one model on every rank.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+
+
 def shard(videos: list, rank: int, world_size: int) -> list:
     """Videos of ``rank``: cost-sorted (longest first, name as tie-break), then every world_size-th one."""
     cost = [(-len(v) * int(np.prod(getattr(v, "size", (1, 1)))), v.name) for v in videos]
@@ -133,6 +145,7 @@ class LabelPropagationCallback(Callback):
         """Evaluate on this rank's shard, merge all ranks, log ``val/<benchmark>_*`` on every rank."""
         self._done_epoch = trainer.current_epoch
         local = shard(self.videos(), trainer.global_rank, trainer.world_size)
+        broadcast_buffers(pl_module)
         was_training = pl_module.training
         pl_module.eval()
         try:

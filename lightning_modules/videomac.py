@@ -230,8 +230,15 @@ class VideoMAC(VideoSSLModule):
         return momentum_at(step, total, self.ema_momentum, self.ema_final_momentum, self.ema_schedule)
 
     def on_train_start(self) -> None:
-        """Remember the optimiser step count (also after a resume) so EMA follows real optimiser steps."""
+        """Remember the optimiser step count (also after a resume) so EMA follows real optimiser steps.
+
+        Under DDP the target starts as rank 0's: DDP broadcasts only the online network, and the target is
+        excluded from DDP, so ranks initialised with different seeds would otherwise keep different targets.
+        """
         self._ema_step = self.trainer.global_step
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for tensor in [*self.target.parameters(), *self.target.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """EMA update after each real optimiser step (not after accumulation-only micro-batches).
