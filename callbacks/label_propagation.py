@@ -143,14 +143,14 @@ def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig 
     cfg = cfg or PropagationConfig()
     _check_inputs(feats, first_labels)
     t_len, d, h, w = feats.shape
-    feats_hwd = feats.permute(0, 2, 3, 1).contiguous()  # (T, h, w, D)
     out = feats.new_empty(t_len, h, w, first_labels.shape[0])  # (T, h, w, K)
     out[0] = first_labels.permute(1, 2, 0)
-    ctx = FrameContext.for_video(feats_hwd[0], out[0], cfg.queue_length, cfg.window_first_frame)
+    ctx = FrameContext.for_video(feats[0].permute(1, 2, 0), out[0], cfg.queue_length, cfg.window_first_frame)
     plan = frame_plan((h, w), cfg.chunk_size, cfg.radius, cfg.window, feats.device)
     for t in range(1, t_len):
-        out[t] = propagate_tiles(feats_hwd[t], ctx, plan, cfg.topk, cfg.temperature)
-        ctx.push(feats_hwd[t], out[t], t)
+        query = feats[t].permute(1, 2, 0).contiguous()  # (h, w, D), one frame at a time: no video-sized copy
+        out[t] = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature)
+        ctx.push(query, out[t], t)
     return out.permute(0, 3, 1, 2).contiguous()  # (T, K, h, w)
 
 
