@@ -24,6 +24,22 @@ _WRAPPER_KEYS = ("state_dict", "model", "teacher", "module", "encoder")
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")
 
 
+def check_shapes(module: nn.Module, state: dict[str, Tensor], path: Path, target: str) -> None:
+    """Raise a ``ValueError`` naming ``path`` and every tensor whose shape differs from ``module``'s.
+
+    Why: ``load_state_dict`` reports shape mismatches as a RuntimeError that names neither the file nor
+    the fix (e.g. a ViT-S checkpoint given with ``--model vit_base_patch16_224``).
+    """
+    own = module.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+           for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]  # fmt: skip
+    if bad:
+        raise ValueError(
+            f"{path} does not match {target}: {len(bad)} tensors have other shapes "
+            f"({'; '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}) — a different architecture or width"
+        )
+
+
 class PixelFeatures(nn.Module):
     """Raw-pixel patch features: each p x p patch flattened to a 3*p*p vector (stride p)."""
 
@@ -109,6 +125,7 @@ class TimmFeatures(nn.Module):
         # Heads, MAE decoders and classifier norms are not part of the dense feature path.
         skip = ("head.", "decoder", "mask_token", "fc.", "fc_norm.")
         state = {k: v for k, v in state.items() if not k.startswith(skip)}
+        check_shapes(self.model, state, path, f"timm model {type(self.model).__name__}")
         result = self.model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(skip)]
         if missing:
@@ -184,6 +201,7 @@ def load_corrmae_checkpoint(
     cls = _checkpoint_class(ckpt, class_path)
     module = cls(**_init_kwargs(cls, ckpt.get("hyper_parameters", {})))
     if not random_init:
+        check_shapes(module, ckpt["state_dict"], path, cls.__name__)
         result = module.load_state_dict(ckpt["state_dict"], strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
