@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.index import VIDEO_EXTENSIONS, find_sources, read_index
+from datamodules.loader import ResumableDataLoader, ResumableTrainLoader
 from datamodules.readers import Backend, FrameFolderReader, VideoReadError, open_reader
 from datamodules.sampling import EpochSampler, gap_bounds, sample_generator, sample_pair, worker_init_fn
 from datamodules.transforms import PairedTransform
@@ -146,7 +147,7 @@ class FramePairDataset(Dataset):
             log.warning("skipping video (strict=False): %s", error)
 
 
-class FramePairDataModule(L.LightningDataModule):
+class FramePairDataModule(ResumableTrainLoader, L.LightningDataModule):
     """Frame pairs from video files (Kinetics ``<root>/<split>/<class>/<id>.mp4``) or frame folders.
 
     Args:
@@ -264,7 +265,7 @@ class FramePairDataModule(L.LightningDataModule):
         return sources
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, sharded (``EpochSampler``), ``drop_last`` batches with worker timeouts."""
+        """Shuffled, sharded (``EpochSampler``) ``drop_last`` batches with timeouts; resumable mid-epoch."""
         if self.dataset is None:
             self.setup("fit")
         hp, trainer = self.hparams, self.trainer
@@ -276,7 +277,7 @@ class FramePairDataModule(L.LightningDataModule):
             seed=hp.seed,
         )
         workers = hp.num_workers
-        return DataLoader(
+        loader = ResumableDataLoader(
             self.dataset,
             batch_size=hp.batch_size,
             sampler=sampler,
@@ -287,6 +288,7 @@ class FramePairDataModule(L.LightningDataModule):
             timeout=hp.timeout if workers > 0 else 0,
             worker_init_fn=worker_init_fn,
         )
+        return self.track_train_loader(loader)
 
     @property
     def skipped(self) -> int:

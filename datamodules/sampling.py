@@ -54,12 +54,17 @@ class EpochSampler(DistributedSampler):
     """``DistributedSampler`` (shuffled with ``seed`` and the epoch) that yields ``(epoch, index)`` keys.
 
     Lightning calls ``set_epoch`` on it and keeps it as is under DDP (it already shards by rank), and
-    the epoch travels with each key, so persistent workers never see a stale epoch.
+    the epoch travels with each key, so persistent workers never see a stale epoch. ``start`` skips the
+    first samples of the next iteration without loading them (``ResumableDataLoader`` sets it on resume).
     """
 
+    start: int = 0  # samples of this rank's shard to skip on the next iteration only (mid-epoch resume)
+
     def __iter__(self):
-        epoch = self.epoch
-        return ((epoch, int(i)) for i in super().__iter__())
+        epoch, start = self.epoch, self.start
+        self.start = 0
+        indices = list(super().__iter__())[start:]
+        return ((epoch, int(i)) for i in indices)
 
 
 def worker_init_fn(worker_id: int) -> None:

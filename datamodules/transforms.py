@@ -101,7 +101,10 @@ class PairedTransform:
             x = x.flip(-1)
         if self.color_jitter > 0:
             x = self._jitter(x, g)
-        return (x.clamp_(0, 1) - self.mean) / self.std
+        # Contiguous (T, 3, S, S): the permute above leaves a channels-last layout, which collate keeps in
+        # the main process but not in workers, and the model rounds differently per layout (num_workers
+        # would change the losses' last bits).
+        return ((x.clamp_(0, 1) - self.mean) / self.std).contiguous()
 
     def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Brightness, contrast, saturation with one factor each for the whole clip (T, 3, S, S)."""
