@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -165,16 +166,37 @@ def labels_onehot(mask: Tensor, num_labels: int | None = None) -> Tensor:
     return F.one_hot(mask.long(), num).permute(2, 0, 1).float()  # (K, H, W)
 
 
+def pil_nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel for PIL's NEAREST resize along one axis, bit-exact.
+
+    PIL walks the output with a float64 accumulator x = s/2, s/2 + s, ... (s = n_in / n_out) and takes
+    floor(x); the closed form floor((i + 0.5) * s) (torch "nearest-exact") differs on a few columns,
+    e.g. one of 854 for DINO's 832 -> 854 upsampling, so the accumulation is reproduced (numpy's cumsum is
+    sequential).
+    """
+    steps = np.full(n_out, n_in / n_out)
+    steps[0] *= 0.5
+    return np.minimum(np.floor(np.cumsum(steps)).astype(np.int64), n_in - 1)
+
+
+def pil_nearest_resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize the last two dims of x (..., H, W) to `size` like PIL NEAREST (any dtype, any device)."""
+    (h_in, w_in), (h_out, w_out) = x.shape[-2:], size
+    ys = torch.from_numpy(pil_nearest_index(h_in, h_out)).to(x.device)
+    xs = torch.from_numpy(pil_nearest_index(w_in, w_out)).to(x.device)
+    return x.index_select(-2, ys).index_select(-1, xs)
+
+
 def downsample_labels(mask_onehot: Tensor, stride: int, soft: bool = False) -> Tensor:
     """First-frame labels (K, H, W) at pixel resolution -> (K, H // stride, W // stride) on the feature grid.
 
-    Hard (DINO): nearest with PIL's pixel-centre rule (picks pixel s*i + s//2), so labels stay one-hot and a
-    small object can vanish. Soft (CRW): bilinear, align_corners=False, like cv2.resize INTER_LINEAR.
+    Hard (DINO): PIL nearest (picks pixel s*i + s//2), so labels stay one-hot and a small object can vanish.
+    Soft (CRW): bilinear, align_corners=False, like cv2.resize INTER_LINEAR.
     """
     size = (mask_onehot.shape[-2] // stride, mask_onehot.shape[-1] // stride)
-    mode = "bilinear" if soft else "nearest-exact"
-    kwargs = {"align_corners": False} if soft else {}
-    return F.interpolate(mask_onehot[None].float(), size=size, mode=mode, **kwargs)[0]
+    if not soft:
+        return pil_nearest_resize(mask_onehot.float(), size)
+    return F.interpolate(mask_onehot[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
 def _upsample(soft: Tensor, stride: int, minmax: bool) -> Tensor:
@@ -196,7 +218,7 @@ def labels_to_pixels(
     """Soft grid labels (K, h, w) -> (K, H, W): bilinear x stride, min-max, nearest to a different `size`."""
     up = _upsample(soft, stride, minmax)
     if size is not None and tuple(size) != tuple(up.shape[-2:]):
-        up = F.interpolate(up[None], size=tuple(size), mode="nearest-exact")[0]
+        up = pil_nearest_resize(up, tuple(size))
     return up
 
 
@@ -206,5 +228,5 @@ def predict_mask(
     """Soft grid labels (K, h, w) -> label-index map (H, W) int64: argmax, PIL-style nearest to `size`."""
     pred = _upsample(soft, stride, minmax).argmax(dim=0)  # (h*s, w*s)
     if size is not None and tuple(size) != tuple(pred.shape):
-        pred = F.interpolate(pred[None, None].float(), size=tuple(size), mode="nearest-exact")[0, 0].long()
+        pred = pil_nearest_resize(pred, tuple(size))
     return pred

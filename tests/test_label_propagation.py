@@ -198,3 +198,18 @@ def test_decoding_minmax_and_nearest_resize():
     up = labels_to_pixels(soft, 4, size=(10, 9), minmax=True)
     assert up.shape == (3, 10, 9) and float(up[1].max()) == 1.0 and float(up[2].abs().max()) == 0.0
     assert predict_mask(soft, 4, size=(10, 9)).shape == (10, 9)
+
+
+@pytest.mark.parametrize(
+    "shape", [(480, 832, 480, 854), (60, 112, 480, 910), (480, 854, 60, 104), (70, 70, 560, 560)]
+)
+def test_pil_nearest_resize_is_bit_exact(shape):
+    import numpy as np
+    from PIL import Image
+
+    from callbacks.label_propagation import pil_nearest_resize
+
+    hi, wi, ho, wo = shape
+    a = np.random.default_rng(0).integers(0, 250, (hi, wi)).astype(np.uint8)
+    pil = np.array(Image.fromarray(a).resize((wo, ho), Image.NEAREST))
+    assert np.array_equal(pil_nearest_resize(torch.from_numpy(a), (ho, wo)).numpy(), pil)
