@@ -6,6 +6,7 @@ sub-commands dispatched before LightningCLI sees the arguments.
 """
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,13 +44,35 @@ def git_sha() -> str:
         return "unknown"
 
 
+def check_output_dirs(trainer: L.Trainer) -> None:
+    """Fail before training, naming the directory, when a logger or checkpoint directory is not writable.
+
+    Why: Lightning creates a ``ModelCheckpoint(dirpath=...)`` only at the first save (after an epoch of
+    compute), and TensorBoard's failure surfaces as "you tried to log -1" (its ``hp_metric``).
+    """
+    dirs = [(f"{type(lg).__name__} save_dir", lg.save_dir) for lg in trainer.loggers if lg.save_dir]
+    dirs += [("checkpoint directory", cb.dirpath) for cb in trainer.checkpoint_callbacks if cb.dirpath]
+    for what, directory in dirs:
+        if "://" in str(directory):  # remote file systems: left to fsspec
+            continue
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            probe = Path(directory) / f".write_test_{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise SystemExit(f"fit: {what} {directory} is not writable ({err})") from err
+
+
 class CorrMAECLI(LightningCLI):
     """LightningCLI that records the code version with the hyper-parameters."""
 
     def before_fit(self) -> None:
-        """Log git sha and library versions next to the config (reproducibility record)."""
+        """Check the output directories; log git sha and library versions next to the config."""
         import timm
         import torch
+
+        check_output_dirs(self.trainer)
 
         for logger in self.trainer.loggers:
             versions = {"torch": torch.__version__, "timm": timm.__version__, "lightning": L.__version__}

@@ -179,7 +179,8 @@ def test_cli_ddp_subprocess_siammae(video_root, tmp_path):
         sys.executable, "-m", "lightning_modules", "fit", "--config", "configs/demo/siammae_tiny.yaml",
         "--data.root", str(video_root), "--data.batch_size", str(BATCH),
         "--trainer.devices", "2", "--trainer.strategy", "ddp", f"--trainer.max_epochs={EPOCHS}",
-        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false", "--model.log_images_every_n_steps", "0",
         "--trainer.callbacks+=tests.test_ddp_training.DesyncInit",
         "--trainer.callbacks+=tests.test_ddp_training.RankState", f"--trainer.callbacks.out_dir={out}",
@@ -190,3 +191,4 @@ def test_cli_ddp_subprocess_siammae(video_root, tmp_path):
     assert_ranks_in_sync(ranks)
     assert_disjoint_cover(ranks)
     assert "effective batch 4" in proc.stdout + proc.stderr  # the lr rule is logged at start-up
+    assert (tmp_path / "config.yaml").is_file()  # LightningCLI's config copy went to the run dir, not cwd
