@@ -135,7 +135,6 @@ class VideoMAC(VideoSSLModule):
         self.target = make_ema_copy(self.online)
         names = [f"target.{n}" for n, _ in [*self.target.named_parameters(), *self.target.named_buffers()]]
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
-        self._ema_step: int | None = None
         self._aux: dict = {}  # unregistered helpers: compiled forward, dilated feature skeletons
 
     # ----------------------------------------------------------------- model (paper verbs)
@@ -229,32 +228,18 @@ class VideoMAC(VideoSSLModule):
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         return momentum_at(step, total, self.ema_momentum, self.ema_final_momentum, self.ema_schedule)
 
-    def on_train_start(self) -> None:
-        """Remember the optimiser step count (also after a resume) so EMA follows real optimiser steps.
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Optimiser step, then the EMA update (once per real step, not per accumulation micro-batch).
 
-        Under DDP the target starts as rank 0's: DDP broadcasts only the online network, and the target is
-        excluded from DDP, so ranks initialised with different seeds would otherwise keep different targets.
-        """
-        self._ema_step = self.trainer.global_step
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for tensor in [*self.target.parameters(), *self.target.buffers()]:
-                torch.distributed.broadcast(tensor.data, src=0)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """EMA update after each real optimiser step (not after accumulation-only micro-batches).
-
+        Part of the step itself, so a checkpoint written after this batch (callbacks run before the
+        module's ``on_train_batch_end``) already holds the updated target: an exact resume needs that.
         Target buffers (BatchNorm running stats) are kept: the target runs in train mode and estimates them
         from its own (frame t+1) visible-site statistics, as MoCo/BYOL key encoders do.
         """
-        step = self.trainer.global_step
-        if self._ema_step is None:
-            self._ema_step = step - 1
-        if step == self._ema_step:
-            return
-        self._ema_step = step
-        m = self.ema_momentum_at(step - 1)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        m = self.ema_momentum_at(self.global_step)  # steps done before this one (counter not yet advanced)
         update_ema(self.target, self.online, m, buffers="keep")
-        self.log("train/ema_momentum", m, on_step=True, batch_size=batch["frames"].shape[0])
+        self.log("train/ema_momentum", m, on_step=True, batch_size=1)
 
     # ----------------------------------------------------------------- TensorBoard images
     @torch.no_grad()
