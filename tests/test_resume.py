@@ -9,7 +9,6 @@ augmentation all restored, and the loader's mid-epoch position.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,8 +31,12 @@ def fit(tmp: Path, name: str, method: str, workers: int, kill_at: int | None = N
     callbacks = [
         {
             "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"dirpath": str(out / "ckpt"), "every_n_train_steps": 1, "save_last": True,
-                          "save_top_k": 0},
+            "init_args": {
+                "dirpath": str(out / "ckpt"),
+                "every_n_train_steps": 1,
+                "save_last": True,
+                "save_top_k": 0,
+            },
         },  # fmt: skip
         {"class_path": "tests.resume_helpers.StepRecorder", "init_args": {"path": str(out / "steps.jsonl")}},
     ]
