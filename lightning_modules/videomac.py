@@ -228,6 +228,16 @@ class VideoMAC(VideoSSLModule):
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         return momentum_at(step, total, self.ema_momentum, self.ema_final_momentum, self.ema_schedule)
 
+    def on_train_start(self) -> None:
+        """Under DDP, start every rank's target from rank 0's (tests/test_ddp_training.py checks it).
+
+        DDP broadcasts only the online network (the target is excluded from DDP), so ranks initialised with
+        different seeds would otherwise keep different EMA targets for the whole run.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for tensor in [*self.target.parameters(), *self.target.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
+
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Optimiser step, then the EMA update (once per real step, not per accumulation micro-batch).
 
