@@ -1,7 +1,15 @@
 """corrmae callbacks: label-propagation evaluation during training."""
 
+from callbacks.checkpointing import AtomicCheckpointIO
 from callbacks.label_propagation import PropagationConfig
 from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
 from callbacks.propagation_callback import LabelPropagationCallback
 
-__all__ = ["LabelPropagationCallback", "PropagationConfig", "DavisJF", "ConfusionMIoU", "PCK"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "LabelPropagationCallback",
+    "PropagationConfig",
+    "DavisJF",
+    "ConfusionMIoU",
+    "PCK",
+]

@@ -17,6 +17,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 import callbacks  # noqa: F401  (registers callback classes for short class_path names)
 import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
+from callbacks.checkpointing import use_atomic_checkpoints
 
 
 def tools() -> dict[str, str]:
@@ -65,7 +66,13 @@ def check_output_dirs(trainer: L.Trainer) -> None:
 
 
 class CorrMAECLI(LightningCLI):
-    """LightningCLI that records the code version with the hyper-parameters."""
+    """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes."""
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """The configured trainer, with crash-safe checkpoint writes unless a CheckpointIO was given."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
 
     def before_fit(self) -> None:
         """Check the output directories; log git sha and library versions next to the config."""
