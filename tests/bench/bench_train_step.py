@@ -11,7 +11,8 @@ rounds, warm-up excluded.
   over 197 + 197 tokens); the target asks the step to cost no more than 1.1x that FLOP ratio.
 - ``compile_model=True`` (each encoder/decoder block ``torch.compile``-d) vs eager; the compile warm-up is
   reported in the row name. Set ``CORRMAE_BENCH_COMPILE=0`` to skip it (it costs about a minute).
-- AdamW as ``VideoSSLModule.configure_optimizers`` builds it (for-loop on CPU) vs ``fused=True``.
+- The step's optimiser is the one ``SiamMAE.configure_optimizers`` builds; a separate row times AdamW's
+  for-loop implementation (PyTorch's CPU default) against ``fused=True``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import timm
 import torch
@@ -49,8 +51,20 @@ def matmul_peak_step(n: int = PEAK_N) -> Callable[[], object]:
     return lambda: torch.matmul(a, b)
 
 
-def make_optimizer(model: torch.nn.Module, fused: bool = False) -> torch.optim.Optimizer:
-    """AdamW over the decay / no-decay groups, as ``VideoSSLModule.configure_optimizers`` builds it."""
+def configured_optimizer(model: SiamMAE) -> torch.optim.Optimizer:
+    """The optimiser ``model.configure_optimizers()`` builds (a stand-in trainer supplies batch and steps)."""
+    model._trainer = SimpleNamespace(  # only the attributes VideoSSLModule reads
+        datamodule=SimpleNamespace(batch_size=BATCH), world_size=1, accumulate_grad_batches=1,
+        estimated_stepping_batches=1000, max_epochs=1,
+    )  # fmt: skip
+    try:
+        return model.configure_optimizers()["optimizer"]
+    finally:
+        model._trainer = None
+
+
+def make_optimizer(model: SiamMAE, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the decay / no-decay groups, for-loop (CPU default) or ``fused``."""
     groups = param_groups_weight_decay(model, model.weight_decay, model.no_weight_decay_names())
     return torch.optim.AdamW(groups, lr=1e-4, betas=tuple(model.betas), fused=fused or None)
 
@@ -109,7 +123,7 @@ def measure_core() -> dict[str, float]:
         vit = timm.create_model("vit_small_patch16_224", pretrained=False)
         fns = {
             "peak": matmul_peak_step(),
-            "siammae": siammae_step(model, make_optimizer(model), frames),
+            "siammae": siammae_step(model, configured_optimizer(model), frames),
             "timm": timm_step(vit, frames[:, 0]),
         }
         t = interleaved_medians(fns)
@@ -131,9 +145,9 @@ def measure_compiled() -> dict[str, float]:
     try:
         frames = torch.randn(BATCH, 2, 3, IMG, IMG)
         eager, compiled = siammae_model(), siammae_model(compile_model=True)
-        step_c = siammae_step(compiled, make_optimizer(compiled), frames)
+        step_c = siammae_step(compiled, configured_optimizer(compiled), frames)
         warmup = timed(step_c)  # compilation happens here
-        step_e = siammae_step(eager, make_optimizer(eager), frames)
+        step_e = siammae_step(eager, configured_optimizer(eager), frames)
         t = interleaved_medians({"eager": step_e, "compiled": step_c})
         return {"warmup_s": warmup, **t}
     finally:
