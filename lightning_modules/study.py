@@ -31,7 +31,7 @@ from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_che
 
 log = logging.getLogger(__name__)
 
-FULL_GRID = {"temperature": (0.03, 0.1), "topk": (7, 15), "all_layers": True}
+FULL_GRID = {"temperature": (0.01, 0.03, 0.1), "topk": (7, 15), "all_layers": True}
 QUICK_GRID = {"temperature": (0.05,), "topk": (7,), "all_layers": False}
 COLUMNS = (
     "variant", "features", "steps", "train_s", "final_loss", "layer", "temperature", "topk",
@@ -142,6 +142,7 @@ def write_results(rows: list[dict], out: Path, header: str) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
+        cells = ["-" if c in ("None", "nan") else c for c in cells]  # pixels: no layer, no loss
         lines.append("| " + " | ".join(cells) + " |")
     text = f"{header}\n\n" + "\n".join(lines) + "\n"
     (out / "results.md").write_text(text)
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     tune_videos, val_videos = load_benchmark("davis", davis, "tune"), load_benchmark("davis", davis, "val")
     base_cfg = replace(PropagationConfig.preset("davis"), chunk_size=256)  # speed only, same results
 
-    rows: list[dict] = []
+    started, rows = time.monotonic(), []
     pixels_done: set[int] = set()
     random_scores: dict[str, dict] = {}
     for variant in variants:
@@ -223,8 +224,10 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"variant": f"pixels/{stride}", "features": "raw pixels", "steps": 0, "train_s": 0.0,
                          "final_loss": float("nan"), **pix})  # fmt: skip
         header = (
-            f"CPU study: {steps} steps per variant, {torch.get_num_threads()} threads; propagation tuned on "
-            f"`tune` ({len(tune_videos)} seqs), scored on `val` ({len(val_videos)} seqs) of {davis}"
+            f"CPU study ({time.strftime('%Y-%m-%d')}): {steps} steps per variant, {torch.get_num_threads()} "
+            f"threads, {time.monotonic() - started:.0f} s so far; propagation tuned on `tune` "
+            f"({len(tune_videos)} seqs), scored once on `val` ({len(val_videos)} seqs) of {davis}. "
+            "train_s is the variant's fit wall clock (random-init rows repeat their variant's)."
         )
         print(write_results(rows, out, header))  # rewritten after each variant: partial results survive
     print(f"results: {out / 'results.md'}  TensorBoard: tensorboard --logdir {out / 'tb'}")
