@@ -106,7 +106,8 @@ class VideoSSLModule(L.LightningModule):
         groups = param_groups_weight_decay(
             self.trainable_module(), self.weight_decay, self.no_weight_decay_names()
         )
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(self.betas))
+        # fused: one kernel for all parameters, 2.5-6x faster than the for-loop default (make bench)
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(self.betas), fused=True)
         warmup, total = self.schedule_steps()
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup, total, self.min_lr_ratio)
