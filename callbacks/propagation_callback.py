@@ -120,6 +120,8 @@ class LabelPropagationCallback(Callback):
     def _due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch
         last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        # runs bounded by max_steps end inside an epoch budget: their last epoch is the one reaching it
+        last |= trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
         return (epoch + 1) % self.every_n_epochs == 0 or (self.at_fit_end and last)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
