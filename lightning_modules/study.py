@@ -91,7 +91,7 @@ def davis_jf(model: torch.nn.Module, videos: list, cfg: PropagationConfig) -> di
 
 
 def layer_choices(model: torch.nn.Module, all_layers: bool) -> list[int | None]:
-    """Encoder depths to try: None for non-ViT features, else blocks 1..depth (or only the last).
+    """Encoder depths to try: None for non-ViT features, else blocks 1..depth (or only the configured one).
 
     An intermediate depth still goes through the encoder's final norm (``vit.extract_patch_features``).
     """
@@ -99,7 +99,7 @@ def layer_choices(model: torch.nn.Module, all_layers: bool) -> list[int | None]:
     if encoder is None or not hasattr(model, "feature_layer"):
         return [None]
     depth = len(encoder.blocks)
-    return list(range(1, depth + 1)) if all_layers else [depth]
+    return list(range(1, depth + 1)) if all_layers else [model.feature_layer or depth]
 
 
 def tune(model: torch.nn.Module, videos: list, base: PropagationConfig, grid: dict) -> tuple[dict, float]:
