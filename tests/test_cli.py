@@ -11,8 +11,9 @@ from lightning_modules.cli import main, tools
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.parametrize("cmd", [[sys.executable, "-m", "lightning_modules"], [str(BIN / "corrmae")],
-                                 [str(BIN / "lightning")]])
+@pytest.mark.parametrize(
+    "cmd", [[sys.executable, "-m", "lightning_modules"], [str(BIN / "corrmae")], [str(BIN / "lightning")]]
+)
 def test_entry_points_show_subcommands(cmd):
     out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
