@@ -114,6 +114,13 @@ class VideoSSLModule(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # ----------------------------------------------------------------- data health
+    def on_train_epoch_end(self) -> None:
+        """Log how many unreadable videos the data module skipped so far (bad input is never silent)."""
+        skipped = getattr(getattr(self.trainer, "datamodule", None), "skipped", None)
+        if isinstance(skipped, int):
+            self.log("train/skipped_videos", float(skipped), on_epoch=True, sync_dist=False)
+
     # ----------------------------------------------------------------- non-finite steps
     def set_fault_policy(self, nonfinite: NonFinite, max_nonfinite_skips: int) -> None:
         """Validate and set what a non-finite step does (subclasses call this from ``__init__``)."""

@@ -226,6 +226,7 @@ class SiamMAE(VideoSSLModule):
 
     def on_train_epoch_end(self) -> None:
         """Log wall-clock seconds per epoch."""
+        super().on_train_epoch_end()
         self.log("train/epoch_time_s", time.monotonic() - self._epoch_start, sync_dist=False)
 
     # ----------------------------------------------------------------- TensorBoard images

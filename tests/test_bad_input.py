@@ -259,3 +259,18 @@ def test_non_writable_output_directory(tmp_path):
     with pytest.raises(SystemExit, match=r"checkpoint directory .*a_file/ckpts is not writable"):
         cli_main([*fit, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), ckpt_cb,
                   f"--trainer.callbacks.dirpath={blocker / 'ckpts'}"])  # fmt: skip
+
+
+def test_skipped_videos_reach_the_training_logs(tmp_path):
+    """The skip count is a logged metric of the run, not only a DataModule attribute."""
+    import lightning as L
+
+    root = video_root(tmp_path, n=2)
+    (root / "train/cls/2_cut.mp4").write_bytes((root / "train/cls/0.mp4").read_bytes()[:500])
+    dm = FramePairDataModule(str(root), image_size=32, batch_size=2, num_workers=0, gap_min=1, gap_max=4)
+    model = SiamMAE(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_num_heads=2, log_images_every_n_steps=0)  # fmt: skip
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert trainer.callback_metrics["train/skipped_videos"].item() == dm.skipped >= 2
