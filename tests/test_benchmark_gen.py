@@ -49,3 +49,17 @@ def test_layout_readable_and_scenes_move(tmp_path):
         assert 1 <= s.num_objects <= 3
         assert set(np.unique(masks[0])) == set(range(s.num_objects + 1))  # every object visible in frame 0
         assert (masks[0] != masks[-1]).mean() > 0.01  # real motion
+
+
+def test_ensure_benchmark_keeps_a_matching_one_and_rewrites_another_size(tmp_path):
+    from datamodules.benchmark_gen import ensure_davis_benchmark
+
+    root = tmp_path / "davis"
+    write_davis_benchmark(root, num_val=1, num_tune=1, num_frames=3, size=(32, 48))
+    marker = root / "keep.txt"
+    marker.write_text("x")
+    ensure_davis_benchmark(root, num_val=1, num_tune=1)
+    assert marker.is_file()  # same size: untouched
+    ensure_davis_benchmark(root, num_val=2, num_tune=1)
+    assert not marker.is_file()
+    assert len((root / "ImageSets/2017/val.txt").read_text().split()) == 2

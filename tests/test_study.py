@@ -79,7 +79,8 @@ def test_study_end_to_end_writes_table(tiny_study):
     tmp_path, configs = tiny_study
     out = tmp_path / "out"
     argv = ["--out", str(out), "--data", str(tmp_path / "demo"), "--configs", str(configs), "--quick",
-            "--variants", "a_plain", "b_generated", "--max-steps", "2", "--threads", "1"]  # fmt: skip
+            "--variants", "a_plain", "b_generated", "--max-steps", "2", "--threads", "1",
+            "--num-val", "1", "--num-tune", "1"]  # fmt: skip
     study.main(argv)
     rows = list(csv.DictReader(open(out / "results.csv")))
     features = [(r["variant"], r["features"]) for r in rows]
