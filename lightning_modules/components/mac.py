@@ -4,10 +4,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.conv_decoder import ConvDecoder
-from lightning_modules.components.losses import denormalize_prediction
-from lightning_modules.components.patches import patchify, unpatchify
 from lightning_modules.components.sparse_backends import SparseBackend, build_sparse_encoder
-from lightning_modules.components.visualize import imagenet_denormalize, tile
+from lightning_modules.components.visualize import reconstruction_panels, tile
 
 
 class MaskedConvAutoencoder(nn.Module):
@@ -89,14 +87,5 @@ def mac_reconstruction_grid(
     """
     cols = []
     for f, pred, mask in ((frames[:, 0], pred_o, mask_o), (frames[:, 1], pred_t, mask_t)):
-        grid = (f.shape[-2] // patch_size, f.shape[-1] // patch_size)
-        target = patchify(f, patch_size)  # (B, L, p*p*3)
-        pred = pred.detach().float()
-        if norm_pix:
-            pred = denormalize_prediction(pred, target)
-        m = mask.detach().float().unsqueeze(-1)  # (B, L, 1)
-        recon = unpatchify(pred * m + target * (1 - m), patch_size, grid)  # (B, 3, H, W)
-        mask_img = unpatchify(m.expand_as(target), patch_size, grid)  # (B, 3, H, W), 1 = masked
-        img = imagenet_denormalize(f)
-        cols += [img, img * (1 - mask_img) + 0.5 * mask_img, imagenet_denormalize(recon)]
+        cols += reconstruction_panels(f, pred, mask, patch_size, norm_pix)  # input | masked | reconstruction
     return tile(torch.stack(cols, dim=1))  # (B rows, 6 cols)

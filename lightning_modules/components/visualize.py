@@ -24,14 +24,39 @@ def tile(images: Tensor, pad: int = 2, pad_value: float = 1.0) -> Tensor:
     return F.pad(x, (0, pad, 0, pad), value=pad_value)
 
 
+def reconstruction_panels(
+    frame: Tensor, pred: Tensor, mask: Tensor, patch_size: int, norm_pix: bool = True
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Input, masked input and reconstruction of one frame, each (B, 3, H, W) in [0, 1].
+
+    The reconstruction pastes the visible patches back. With ``norm_pix`` the prediction is in per-patch
+    normalised units, so it is de-normalised with each *target* patch's own mean/std (display only; without
+    this it looks like noise). Masked patches of the masked input are shown grey.
+
+    Args:
+        frame: (B, 3, H, W) ImageNet-normalised.
+        pred: (B, L, p*p*3) prediction for ``frame``.
+        mask: (B, L), 1 = masked (predicted) patch.
+        patch_size: p.
+        norm_pix: whether ``pred`` is in normalised-pixel units.
+    """
+    p = patch_size
+    grid = (frame.shape[-2] // p, frame.shape[-1] // p)
+    target = patchify(frame, p)  # (B, L, p*p*3)
+    pred = pred.detach().float()
+    if norm_pix:
+        pred = denormalize_prediction(pred, target)
+    m = mask.detach().float().unsqueeze(-1)  # (B, L, 1)
+    recon = unpatchify(pred * m + target * (1 - m), p, grid)  # (B, 3, H, W) visible patches pasted back
+    mask_img = unpatchify(m.expand_as(target), p, grid)  # (B, 3, H, W), 1 = masked
+    img = imagenet_denormalize(frame)
+    return img, img * (1 - mask_img) + 0.5 * mask_img, imagenet_denormalize(recon)
+
+
 def reconstruction_grid(
     frame1: Tensor, frame2: Tensor, pred: Tensor, mask: Tensor, patch_size: int, norm_pix: bool = True
 ) -> Tensor:
     """SiamMAE Fig. 2-style picture, one row per sample: frame 1 | masked frame 2 | reconstruction | frame 2.
-
-    The reconstruction pastes the visible frame-2 patches back. With ``norm_pix`` the prediction is in
-    per-patch normalised units, so it is de-normalised with each *target* patch's own mean/std (display only;
-    without this it looks like noise).
 
     Args:
         frame1: (B, 3, H, W) ImageNet-normalised.
@@ -39,23 +64,13 @@ def reconstruction_grid(
         pred: (B, L, p*p*3) decoder output for frame 2.
         mask: (B, L), 1 = masked (predicted) patch.
         patch_size: p.
-        norm_pix: whether ``pred`` is in normalised-pixel units.
+        norm_pix: whether ``pred`` is in normalised-pixel units (see ``reconstruction_panels``).
 
     Returns:
         (3, H', W') image in [0, 1].
     """
-    p = patch_size
-    grid = (frame2.shape[-2] // p, frame2.shape[-1] // p)
-    target = patchify(frame2, p)  # (B, L, p*p*3)
-    pred = pred.detach().float()
-    if norm_pix:
-        pred = denormalize_prediction(pred, target)
-    m = mask.detach().float().unsqueeze(-1)  # (B, L, 1)
-    recon = unpatchify(pred * m + target * (1 - m), p, grid)  # (B, 3, H, W) visible patches pasted back
-    mask_img = unpatchify(m.expand_as(target), p, grid)  # (B, 3, H, W), 1 = masked
-    f2 = imagenet_denormalize(frame2)
-    masked = f2 * (1 - mask_img) + 0.5 * mask_img  # masked patches shown grey
-    cols = [imagenet_denormalize(frame1), masked, imagenet_denormalize(recon), f2]
+    f2, masked, recon = reconstruction_panels(frame2, pred, mask, patch_size, norm_pix)
+    cols = [imagenet_denormalize(frame1), masked, recon, f2]
     return tile(torch.stack(cols, dim=1))  # (B rows, 4 cols)
 
 
