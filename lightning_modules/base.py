@@ -7,6 +7,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -38,6 +39,7 @@ class VideoSSLModule(L.LightningModule):
     betas: tuple[float, float]
     warmup_epochs: float
     min_lr_ratio: float
+    log_images_every_n_steps: int
     mask_seed: int | None = None
     nonfinite: NonFinite = "skip"
     max_nonfinite_skips: int = 10
@@ -113,6 +115,19 @@ class VideoSSLModule(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, warmup, total, self.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------- TensorBoard images
+    def tensorboard(self):
+        """The TensorBoard ``SummaryWriter`` on rank 0, or None (other ranks draw nothing)."""
+        if self.global_rank != 0:
+            return None
+        return next((lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+    def images_due(self, batch_idx: int) -> bool:
+        """Whether to draw pictures now: every ``log_images_every_n_steps`` steps, first micro-batch only."""
+        n = self.log_images_every_n_steps
+        first_micro = batch_idx % self.trainer.accumulate_grad_batches == 0
+        return n > 0 and self.global_step % n == 0 and first_micro
 
     # ----------------------------------------------------------------- data health
     def on_train_epoch_end(self) -> None:

@@ -9,7 +9,6 @@ import time
 from typing import Literal
 
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from lightning_modules.base import NonFinite, VideoSSLModule
@@ -215,8 +214,7 @@ class SiamMAE(VideoSSLModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=frames.shape[0])
         lr = self.optimizers().param_groups[0]["lr"]
         self.log("train/lr", lr, on_step=True, batch_size=frames.shape[0])
-        n = self.log_images_every_n_steps
-        if n > 0 and self.global_step % n == 0 and batch_idx % self.trainer.accumulate_grad_batches == 0:
+        if self.images_due(batch_idx):
             self.log_images(frames, pred, mask)
         return loss
 
@@ -230,15 +228,6 @@ class SiamMAE(VideoSSLModule):
         self.log("train/epoch_time_s", time.monotonic() - self._epoch_start, sync_dist=False)
 
     # ----------------------------------------------------------------- TensorBoard images
-    def tensorboard(self):
-        """The TensorBoard ``SummaryWriter`` on rank 0, or None."""
-        if self.global_rank != 0:
-            return None
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     @torch.no_grad()
     def log_images(self, frames: Tensor, pred: Tensor, mask: Tensor) -> None:
         """Fig. 2-style reconstruction grid for this batch and Fig. 5 [CLS] attention on a fixed sample."""

@@ -10,7 +10,6 @@ total (as in the official code); the optimiser sees grad(L_o + gamma * L_c).
 from typing import Literal
 
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -218,8 +217,7 @@ class VideoMAC(VideoSSLModule):
         for name in ("loss_online", "loss_target", "loss_consistency"):
             self.log(f"train/{name}", losses[name], on_step=True, on_epoch=True, batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=bs)
-        n = self.log_images_every_n_steps
-        if n > 0 and self.global_step % n == 0 and batch_idx % self.trainer.accumulate_grad_batches == 0:
+        if self.images_due(batch_idx):
             self.log_images(frames, pred_o, pred_t, mask_o, mask_t)
         return losses["loss"]
 
@@ -257,9 +255,7 @@ class VideoMAC(VideoSSLModule):
         self, frames: Tensor, pred_o: Tensor, pred_t: Tensor, mask_o: Tensor, mask_t: Tensor
     ) -> None:
         """Fig. 8-style grid: per row frame t | masked | reconstruction, then the same for frame t+1."""
-        if self.global_rank != 0:
-            return
-        writer = next((lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+        writer = self.tensorboard()
         if writer is None:
             return
         k = self.num_log_samples
