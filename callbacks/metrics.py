@@ -108,6 +108,13 @@ class DavisJF(Metric):
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
+def confusion_iou(hist: Tensor) -> Tensor:
+    """Per-class IoU (C,) of a (C, C) confusion matrix hist[gt, pred]; NaN where the union is empty."""
+    hist = hist.double()
+    inter = hist.diagonal()
+    return inter / (hist.sum(0) + hist.sum(1) - inter)  # 0/0 -> NaN for absent classes
+
+
 class ConfusionMIoU(Metric):
     """VIP part segmentation mIoU: one confusion matrix over all frames, nanmean over classes (CRW/UVC).
 
@@ -146,9 +153,7 @@ class ConfusionMIoU(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """{"mIoU": nanmean IoU, "IoU": (num_classes,) per class, NaN where the union is empty}."""
-        hist = self.hist.double()
-        inter = hist.diagonal()
-        iou = inter / (hist.sum(0) + hist.sum(1) - inter)  # 0/0 -> NaN for absent classes
+        iou = confusion_iou(self.hist)
         return {"mIoU": torch.nanmean(iou), "IoU": iou}
 
 

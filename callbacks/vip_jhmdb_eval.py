@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from callbacks.label_propagation import PropagationConfig, downsample_labels, predict_mask, propagate_video
+from callbacks.metrics import ConfusionMIoU, confusion_iou
 from callbacks.propagation_eval import FeatureFn, _preview_frames, overlay, resize_ids, video_features
 from datamodules.davis import voc_palette
 from datamodules.vip import EVAL_SIZE as VIP_SIZE
@@ -48,7 +50,7 @@ def evaluate_vip(
         soft = propagate_video(
             feats, downsample_labels(onehot, stride, cfg.soft_first_frame), cfg
         )  # (T,L,h,w)
-        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+        confusion = ConfusionMIoU(NUM_CLASSES, sync_on_compute=False)  # per video; ranks merge the records
         preds = []
         for t in range(len(video)):
             gt = gt0 if t == 0 else video.read_label(t)
@@ -58,12 +60,12 @@ def evaluate_vip(
                 chan = predict_mask(soft[t], stride, VIP_SIZE, cfg.minmax_norm).cpu().numpy()  # (560, 560)
                 pred = resize_ids(classes[chan], gt.shape).numpy()  # nearest to the GT size
             preds.append(pred)
-            confusion += confusion_matrix(pred, gt)
+            confusion.update(torch.from_numpy(pred), torch.from_numpy(gt.astype(np.int64)))
             if out_dir is not None:
                 path = Path(out_dir) / video.name / f"{video.frame_paths[t].stem}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pred.astype(np.uint8)).save(path)
-        record = {"video": video.name, "confusion": confusion}
+        record = {"video": video.name, "confusion": confusion.hist.cpu().numpy()}
         if n == 0 and preview:
             pal = voc_palette()
             idx = _preview_frames(len(video), preview)
@@ -72,22 +74,16 @@ def evaluate_vip(
     return records
 
 
-def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """hist[a, b] = #pixels with GT a and prediction b, GT values >= num_classes ignored: (C, C) int64."""
-    valid = gt < num_classes
-    idx = gt[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+def vip_class_iou(records: Sequence[dict]) -> Tensor:
+    """Per-class IoU (20,) of the confusion matrices summed over all videos (NaN for absent classes)."""
+    if not records:
+        raise ValueError("no VIP videos were evaluated")
+    return confusion_iou(torch.from_numpy(np.sum([r["confusion"] for r in records], axis=0)))
 
 
 def summarize_vip(records: Sequence[dict]) -> dict[str, float]:
     """Mean IoU (nanmean over the 20 classes, background included) of the summed confusion matrices."""
-    if not records:
-        raise ValueError("no VIP videos were evaluated")
-    hist = np.sum([r["confusion"] for r in records], axis=0).astype(np.float64)
-    union = hist.sum(0) + hist.sum(1) - np.diag(hist)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.diag(hist) / union  # NaN where the class is absent from GT and prediction
-    return {"mIoU": float(np.nanmean(iou))}
+    return {"mIoU": float(np.nanmean(vip_class_iou(records).numpy()))}
 
 
 # ------------------------------------------------------------------------------------------ JHMDB

@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -114,11 +113,10 @@ def write_results(out: Path, scores: dict, records: dict, checkpoint: str, backb
             w.writeheader()
             w.writerows(rows)
     if "vip" in records:
+        from callbacks.vip_jhmdb_eval import vip_class_iou
         from datamodules.vip import CLASS_NAMES
 
-        hist = np.sum([r["confusion"] for r in records["vip"]], axis=0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = np.diag(hist) / (hist.sum(0) + hist.sum(1) - np.diag(hist))
+        iou = vip_class_iou(records["vip"]).tolist()
         with open(out / "vip_per_class.csv", "w", newline="") as f:
             csv.writer(f).writerows([("class", "IoU"), *zip(CLASS_NAMES, [f"{v:.4f}" for v in iou])])
 
