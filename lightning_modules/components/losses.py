@@ -1,6 +1,5 @@
 """Reconstruction losses on per-patch normalised pixels (MAE ``norm_pix_loss``)."""
 
-import torch
 from torch import Tensor
 
 
@@ -52,7 +51,3 @@ def masked_consistency(pred: Tensor, pred_target: Tensor, mask: Tensor) -> Tenso
     """MSE between two predictions on masked patches; the second is detached (a fixed target)."""
     return masked_mse(pred, pred_target.detach(), mask, norm_pix=False)
 
-
-def safe_isfinite(x: Tensor) -> bool:
-    """True when every element is finite (used to guard optimiser steps)."""
-    return bool(torch.isfinite(x).all())
