@@ -50,4 +50,3 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = True
 def masked_consistency(pred: Tensor, pred_target: Tensor, mask: Tensor) -> Tensor:
     """MSE between two predictions on masked patches; the second is detached (a fixed target)."""
     return masked_mse(pred, pred_target.detach(), mask, norm_pix=False)
-
