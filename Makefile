@@ -11,7 +11,7 @@ MODEL ?=
 export OMP_NUM_THREADS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow demo lint format tensorboard bench eval-all data-index study-cpu clean
+.PHONY: help install test test-slow demo lint format tensorboard bench gpu-check eval-all data-index study-cpu clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ tensorboard: $(STAMP) ## open TensorBoard on runs/
 
 bench: $(STAMP) ## side-by-side CPU benchmarks (propagation, sparse emulation, train step, data loading)
 	$(BIN)/python -m tests.bench
+
+# No .venv dependency: the GPU machine has its own python (torch, lightning, timm) and no project venv.
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),runs/gpu-check)
+gpu-check: ## the prepared GPU check (issue 13) into OUT (default runs/gpu-check); tiny sizes on CPU without CUDA
+	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m tests.gpu.check --out "$(GPU_OUT)"
 
 eval-all: $(STAMP) ## evaluate CKPT (or MODEL=timm name) on DATA/{DAVIS,VIP,JHMDB}, write OUT/results.md
 	$(BIN)/python -m lightning_modules eval-all --ckpt "$(CKPT)" --model "$(MODEL)" --data "$(DATA)" --out "$(OUT)"
