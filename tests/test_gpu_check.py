@@ -8,6 +8,7 @@ import csv
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.gpu.harness import Context, SectionTimeout, hard_limit, run_section
 from tests.gpu.report import SECTIONS, Report
 from tests.gpu.sizes import cpu
 
+ROOT = Path(__file__).resolve().parents[1]
 MISSING_ON_DEVICE = ("jsonargparse", "av", "decord", "torchcodec", "skvideo")
 BLOCK = "import sys\nfor m in {mods!r}: sys.modules[m] = None  # import m now raises ImportError\n"
 
@@ -28,13 +30,13 @@ def run_blocked(code: str, cwd, timeout: float = 600) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory, repo_root):
+def cpu_run(tmp_path_factory):
     """One full CPU run of the check (every section), shared by the assertions below."""
     out = tmp_path_factory.mktemp("gpu-check")
     t0 = time.monotonic()
     args = ["--out", str(out), "--device", "cpu"]
     code = f"from tests.gpu.check import main\nraise SystemExit(main({args!r}))"
-    res = run_blocked(code, repo_root)
+    res = run_blocked(code, ROOT)
     rows = list(csv.DictReader(open(out / "report.csv"))) if (out / "report.csv").exists() else []
     return {"res": res, "out": out, "rows": rows, "seconds": time.monotonic() - t0}
 

@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-compile", dest="compile", action="store_false", help="skip the compile_model=True rows"
     )
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply every section budget")
+    p.add_argument(
+        "--max-seconds", type=float, default=None, help="whole-run budget (default 1.1 x sections')"
+    )
     return p.parse_args(argv)
 
 
@@ -95,9 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         max(1, min(8, os.cpu_count() or 1)) if device.type == "cuda" else torch.get_num_threads()
     )
     t0 = time.monotonic()
-    for name, fn in (RUN_ORDER[SHORT[s]] for s in sorted(wanted, key=SHORT.get)):
-        print(f"[gpu-check] {name} ...", flush=True)
-        run_section(ctx, name, fn, sz.budgets[name] * args.budget_scale)
+    chosen = [RUN_ORDER[SHORT[s]] for s in sorted(wanted, key=SHORT.get)]
+    budgets = [sz.budgets[name] * args.budget_scale for name, _ in chosen]
+    deadline = t0 + (args.max_seconds or 1.1 * sum(budgets))
+    for i, (name, fn) in enumerate(chosen):
+        # The run as a whole has a deadline too: a late section shrinks, keeping ~15 s for each one after it.
+        later = sum(min(15.0, b) for b in budgets[i + 1 :])
+        budget = min(budgets[i], max(5.0, deadline - time.monotonic() - later))
+        print(f"[gpu-check] {name} (budget {budget:.0f} s) ...", flush=True)
+        run_section(ctx, name, fn, budget)
         print(f"[gpu-check] {name}: {report.status[name]}", flush=True)
     report.preamble.append(f"Total wall time {time.monotonic() - t0:.0f} s.")
     report.write()

@@ -116,8 +116,8 @@ def gpu() -> Sizes:
         loader_workers=(4, 8, 15),
         loader_batch=32,
         loader_img=224,
-        budgets={"Environment": 25, "Training steps": 190, "Numerics": 35,
-                 "Propagation on GPU at real DAVIS sizes": 60, "Feeding the step": 60},
+        budgets={"Environment": 20, "Training steps": 180, "Numerics": 30,
+                 "Propagation on GPU at real DAVIS sizes": 55, "Feeding the step": 45},
     )  # fmt: skip
 
 
@@ -157,6 +157,7 @@ def cpu() -> Sizes:
         loader_workers=(1, 2),
         loader_batch=4,
         loader_img=32,
-        budgets={"Environment": 20, "Training steps": 60, "Numerics": 30,
-                 "Propagation on GPU at real DAVIS sizes": 30, "Feeding the step": 40},
+        # Generous: on a shared CPU the tiny sizes take 40-100 s in all, and no figure here is a speed figure.
+        budgets={"Environment": 30, "Training steps": 120, "Numerics": 90,
+                 "Propagation on GPU at real DAVIS sizes": 60, "Feeding the step": 60},
     )  # fmt: skip
