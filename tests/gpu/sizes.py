@@ -116,7 +116,7 @@ def gpu() -> Sizes:
         loader_workers=(4, 8, 15),
         loader_batch=32,
         loader_img=224,
-        budgets={"Environment": 20, "Training steps": 180, "Numerics": 30,
+        budgets={"Environment": 20, "Training steps": 170, "Numerics": 30,
                  "Propagation on GPU at real DAVIS sizes": 55, "Feeding the step": 45},
     )  # fmt: skip
 
