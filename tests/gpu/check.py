@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply every section budget")
     p.add_argument(
-        "--max-seconds", type=float, default=None, help="whole-run budget (default 1.1 x sections')"
+        "--max-seconds", type=float, default=None, help="whole-run budget (default 1.05 x sections')"
     )
     return p.parse_args(argv)
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     chosen = [RUN_ORDER[SHORT[s]] for s in sorted(wanted, key=SHORT.get)]
     budgets = [sz.budgets[name] * args.budget_scale for name, _ in chosen]
-    deadline = t0 + (args.max_seconds or 1.1 * sum(budgets))
+    deadline = t0 + (args.max_seconds or 1.05 * sum(budgets))
     for i, (name, fn) in enumerate(chosen):
         # The run as a whole has a deadline too: a late section shrinks, keeping ~15 s for each one after it.
         later = sum(min(15.0, b) for b in budgets[i + 1 :])
