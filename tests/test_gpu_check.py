@@ -138,3 +138,41 @@ def test_makefile_target_needs_no_venv(repo_root):
     assert res.returncode == 0, res.stderr
     assert 'python3 -m tests.gpu.check --out "/tmp/x"' in res.stdout
     assert "pip" not in res.stdout and "venv" not in res.stdout
+
+
+def test_gpu_sizes_match_the_benchmarks_and_fit_the_device_budget():
+    from tests.gpu.sizes import gpu
+
+    sz = gpu()
+    assert set(sz.budgets) == set(SECTIONS)
+    assert 1.05 * sum(sz.budgets.values()) + 30 < 420  # the run tool's timeout_s in README, with slack
+    for s in sz.propagation:
+        stride = 8 if "patch8" in s.vit else 16
+        assert s.grid == (s.image[0] // stride, s.image[1] // stride), s.label
+        assert s.image[0] % stride == 0 and s.image[1] % stride == 0
+    davis8 = sz.propagation[0]
+    assert (davis8.grid, davis8.dim, davis8.preset, davis8.frames) == ((60, 107), 384, "davis", 1999)
+
+
+def test_training_batch_halves_on_cuda_out_of_memory(tmp_path, monkeypatch):
+    import torch
+
+    from tests.gpu import models, sec_training
+
+    ctx = Context(device=torch.device("cpu"), sizes=cpu(), report=Report(tmp_path, "t"))
+    ctx.section = SECTIONS[0]
+    real = models.random_frames
+
+    def frames_or_oom(batch, img, device, seed=0):
+        if batch > 2:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(batch, img, device, seed)
+
+    monkeypatch.setattr(models, "random_frames", frames_or_oom)
+    s = ctx.sizes.siammae[0]
+    r = sec_training._measure(ctx, "x", lambda: models.build_siammae(s.kwargs), 8, 64, True, budget=2.0)
+    assert r["batch"] == 2 and r["median_s"] > 0 and r["flops"] > 0
+    assert ctx.report.notes[SECTIONS[0]] == [
+        "x: batch 8 ran out of GPU memory; retried with 4.",
+        "x: batch 4 ran out of GPU memory; retried with 2.",
+    ]
