@@ -138,6 +138,10 @@ def lightning_fit(ctx: Context, item: str, model, img: int) -> None:
     if ema is not None:
         moved = not torch.equal(before.to(next(ema.parameters()).device), next(ema.parameters()))
         ctx.add(item, "EMA target updated", moved, note=f"target on {next(ema.parameters()).device}")
+        if not moved:
+            raise AssertionError("the EMA target did not change during Trainer.fit")
+    if loss is None or not torch.isfinite(loss) or trainer.global_step != steps:
+        raise AssertionError(f"Trainer.fit: {trainer.global_step} of {steps} steps, last loss {loss}")
 
 
 def fit_rows(ctx: Context) -> None:
