@@ -18,6 +18,9 @@ from pathlib import Path
 
 import torch
 
+if not __package__:  # run as a file (`python tests/gpu/check.py`): the repository root replaces tests/gpu/
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
 from tests.gpu import sec_environment, sec_loader, sec_numerics, sec_propagation, sec_training, sizes
 from tests.gpu.harness import Context, run_section
 from tests.gpu.report import Report
@@ -36,7 +39,11 @@ SHORT = {"environment": 0, "training": 1, "numerics": 2, "propagation": 3, "load
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.gpu.check", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/gpu-check", help="output folder (report.md, report.csv, log.txt)")
+    p.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or "runs/gpu-check",
+        help="output folder for report.md, report.csv, log.txt (default $OUT if set, else runs/gpu-check)",
+    )
     p.add_argument("--sections", default=",".join(SHORT), help=f"comma-separated subset of {sorted(SHORT)}")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     p.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU (a quick smoke run)")
