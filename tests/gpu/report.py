@@ -82,7 +82,7 @@ class Report:
                 for r in rows:
                     cells = (r.item, r.metric, fmt(r.value), r.unit, r.note)
                     lines.append(
-                        "| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in cells) + " |"
+                        "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
                     )
                 lines.append("")
             elif section not in self.status:
