@@ -13,6 +13,8 @@ pure function of the seed and the installed scikit-image's images.
 """
 
 import argparse
+import importlib.metadata
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -26,6 +28,7 @@ from datamodules.photo_scene import draw_scene, render
 # The motorcycle stereo pair shows one scene, so both halves stay in one split.
 VAL_PHOTOS = ("astronaut", "coffee", "motorcycle_left", "motorcycle_right", "retina")
 TUNE_PHOTOS = ("chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
+DEFAULT_COUNTS = (("val", 12), ("tune", 8), ("hard", 8))
 SPLITS = {"val": (VAL_PHOTOS, False), "tune": (TUNE_PHOTOS, False), "hard": (VAL_PHOTOS, True)}
 
 
@@ -39,7 +42,8 @@ def load_photos(names: tuple[str, ...], short_side: int) -> dict[str, np.ndarray
         import skimage.data
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
-            "scikit-image is not installed (its photographs are the photo benchmark): pip install 'corrmae[demo]'"
+            "scikit-image is not installed (its photographs make the photo benchmark): "
+            "pip install 'corrmae[demo]'"
         ) from e
     photos = {}
     for name in names:
@@ -101,7 +105,7 @@ def write_photo_benchmark(
     Returns:
         The root. Sequence ids are ``photo-<split>-<NN>-<background photo>``.
     """
-    counts = {"val": 12, "tune": 8, "hard": 8} if counts is None else counts
+    counts = dict(DEFAULT_COUNTS) if counts is None else counts
     unknown = set(counts) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown photo benchmark splits {sorted(unknown)}; expected {sorted(SPLITS)}")
@@ -130,9 +134,22 @@ def write_photo_benchmark(
 
 
 def ensure_photo_benchmark(root: str | Path, seed: int = 0, **kwargs) -> Path:
-    """The photo benchmark at ``root``: (re)written unless ``root/generated.json`` records the same request."""
+    """The photo benchmark at ``root``: (re)written unless ``root/generated.json`` records the same request.
+
+    The record holds every argument of ``write_photo_benchmark`` (defaults included) and the scikit-image
+    version, so a changed default or other photographs also trigger a rewrite.
+    """
     root = Path(root)
-    params = {"seed": seed, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+    bound = inspect.signature(write_photo_benchmark).bind(root, seed, **kwargs)
+    bound.apply_defaults()
+    params = {k: v for k, v in bound.arguments.items() if k != "out"}
+    if params["counts"] is None:
+        params["counts"] = dict(DEFAULT_COUNTS)
+    try:
+        version = importlib.metadata.version("scikit-image")
+    except importlib.metadata.PackageNotFoundError:
+        version = None  # write_photo_benchmark then says what to install
+    params = json.loads(json.dumps({**params, "scikit-image": version}))  # tuples -> lists
     stamp = root / "generated.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
