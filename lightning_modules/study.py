@@ -11,7 +11,7 @@ Writes ``<out>/results.md`` and ``<out>/results.csv``; TensorBoard runs are unde
 
 Runtime: the default (4 variants x 300 steps) is ~20-30 min on a quiet 2-core machine (estimate from
 ~0.4 s/step measured at 64 px plus ~2-4 min of propagation search per variant on the two benchmarks);
-``--quick`` (1 variant, 30 steps, no search) ~1-2 min. Add ``--trainer.max_time=00:00:15:00`` for a
+``--quick`` (1 variant, 30 steps, no search) ~2 CPU-min. Add ``--trainer.max_time=00:00:15:00`` for a
 wall-clock budget instead.
 
 A variant may carry a ``study:`` section that the study consumes (it is not a CLI key):
