@@ -79,6 +79,9 @@ class LabelPropagationCallback(Callback):
         log_images: log propagated frames overlaid on the video to TensorBoard (paper Fig. 3).
         num_image_frames: frames in that picture.
         batch_frames: frames per ``extract_features`` call.
+        name: metric prefix, ``val/<name>_JF`` (default: the benchmark), so that two instances (e.g. two
+            DAVIS-format benchmarks) log apart.
+        at_fit_start: also evaluate before the first step (logged at step 0: the initialisation's score).
     """
 
     def __init__(
@@ -99,10 +102,12 @@ class LabelPropagationCallback(Callback):
         log_images: bool = True,
         num_image_frames: int = 4,
         batch_frames: int = 8,
+        name: str | None = None,
+        at_fit_start: bool = False,
     ):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
-        self.benchmark = benchmark
+        self.benchmark, self.name, self.at_fit_start = benchmark, name or benchmark, at_fit_start
         self.root, self.split, self.max_videos = root, split, max_videos
         self.every_n_epochs, self.at_fit_end = every_n_epochs, at_fit_end
         self.short_side, self.width_rule = short_side, width_rule
@@ -124,6 +129,14 @@ class LabelPropagationCallback(Callback):
         last |= trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
         return (epoch + 1) % self.every_n_epochs == 0 or (self.at_fit_end and last)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """With ``at_fit_start``, score the initial weights (not on resume) and log them at step 0."""
+        if self.at_fit_start and trainer.global_step == 0:
+            scores = self.run(trainer, pl_module, log=False)
+            for logger in trainer.loggers:  # self.log here would be merged into epoch 0's end
+                logger.log_metrics({f"val/{self.name}_{k}": v for k, v in scores.items()}, step=0)
+            self._done_epoch = -1
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate here when validation runs this epoch (see the module docstring)."""
         if trainer.sanity_checking or not trainer.training:
@@ -143,8 +156,8 @@ class LabelPropagationCallback(Callback):
             self._videos = load_benchmark(self.benchmark, self.root, self.split, self.max_videos)
         return self._videos
 
-    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        """Evaluate on this rank's shard, merge all ranks, log ``val/<benchmark>_*`` on every rank."""
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule, log: bool = True) -> dict[str, float]:
+        """Evaluate on this rank's shard, merge all ranks, log ``val/<name>_*`` on every rank."""
         self._done_epoch = trainer.current_epoch
         local = shard(self.videos(), trainer.global_rank, trainer.world_size)
         broadcast_buffers(pl_module)
@@ -162,10 +175,10 @@ class LabelPropagationCallback(Callback):
         previews = [r.pop("preview") for r in records if "preview" in r]
         scores = summarize_benchmark(self.benchmark, gather_records(records))
         self.last_scores = scores
-        for name, value in scores.items():
-            pl_module.log(f"val/{self.benchmark}_{name}", value, on_epoch=True, sync_dist=False)
+        for name, value in scores.items() if log else ():
+            pl_module.log(f"val/{self.name}_{name}", value, on_epoch=True, sync_dist=False)
         rank_zero_info(
-            f"epoch {trainer.current_epoch}: {self.benchmark} "
+            f"epoch {trainer.current_epoch}: {self.name} "
             + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
         )
         if previews and trainer.is_global_zero:
@@ -178,8 +191,13 @@ class LabelPropagationCallback(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(
-                    f"val/{self.benchmark}_propagation", row, trainer.global_step, dataformats="HWC"
+                    f"val/{self.name}_propagation", row, trainer.global_step, dataformats="HWC"
                 )
+
+    @property
+    def state_key(self) -> str:
+        """One checkpoint entry per ``name`` (the default keeps the class-name key of old checkpoints)."""
+        return super().state_key if self.name == self.benchmark else self._generate_state_key(name=self.name)
 
     def state_dict(self) -> dict:
         """Nothing to persist across resumes except the last scores (for information)."""

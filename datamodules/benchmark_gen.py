@@ -3,7 +3,8 @@
 ``python -m datamodules.benchmark_gen --out data/demo/davis --seed 0`` writes a DAVIS-format benchmark built
 on ``render_scene`` (textured objects with real motion, occlusion and scale change): JPEG frames, palette
 PNG masks with 1-3 objects, ``ImageSets/2017/val.txt`` and a disjoint ``ImageSets/2017/tune.txt`` split for
-tuning propagation knobs without touching val. Everything is a pure function of the seed.
+tuning propagation knobs without touching val. Everything is a pure function of the seed. Its companion from
+real photographs (val / tune / hard) is ``datamodules.photo_benchmark``; ``make demo`` writes both.
 """
 
 import argparse

@@ -1,16 +1,18 @@
 """``corrmae study`` (``make study-cpu``): does SiamMAE training beat its own random initialisation on CPU?
 
 Each variant is ``configs/study/base.yaml`` plus a small YAML delta (``configs/study/<name>.yaml``). The study
-(1) prepares the demo videos and the generated DAVIS-format benchmark, (2) trains every variant for the same
+(1) prepares the demo videos and both embedded DAVIS-format benchmarks (``synthetic``: procedural textures;
+``photos``: scikit-image photographs, with a ``hard`` test split), (2) trains every variant for the same
 number of steps (``--max-steps``; steps, not wall clock, because the machine may be shared: seconds are
 recorded too), (3) for the trained encoder, the same architecture at random initialisation and raw-pixel
 patches, tunes the propagation temperature, top-k and the encoder layer that feeds propagation on the
-benchmark's ``tune`` split only, and (4) scores the tuned setting once on the ``val`` (test) split.
+benchmark's own ``tune`` split only, and (4) scores the tuned setting once on that benchmark's test splits.
 Writes ``<out>/results.md`` and ``<out>/results.csv``; TensorBoard runs are under ``<out>/tb/<variant>``.
 
-Runtime: the default (4 variants x 300 steps) is ~15-20 min on a quiet 2-core machine (estimate from
-~0.4 s/step measured at 64 px plus ~1-2 min of propagation search per variant); ``--quick`` (1 variant, 30
-steps, no search) ~1-2 min. Add ``--trainer.max_time=00:00:15:00`` for a wall-clock budget instead.
+Runtime: the default (4 variants x 300 steps) is ~20-30 min on a quiet 2-core machine (estimate from
+~0.4 s/step measured at 64 px plus ~2-4 min of propagation search per variant on the two benchmarks);
+``--quick`` (1 variant, 30 steps, no search) ~2 CPU-min. Add ``--trainer.max_time=00:00:15:00`` for a
+wall-clock budget instead.
 
 A variant may carry a ``study:`` section that the study consumes (it is not a CLI key):
 ``videos: real | synthetic | all`` picks the training videos under ``<data>/videos``.
@@ -30,6 +32,7 @@ from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_eval import evaluate_davis, load_benchmark, summarize_davis
 from datamodules.benchmark_gen import ensure_davis_benchmark
 from datamodules.demo_data import prepare_demo_data
+from datamodules.photo_benchmark import ensure_photo_benchmark
 from lightning_modules.cli import run_cli
 from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_checkpoint
 
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 FULL_GRID = {"temperature": (0.01, 0.03, 0.1), "topk": (7, 15), "all_layers": True}
 QUICK_GRID = {"temperature": (0.05,), "topk": (7,), "all_layers": False}
 COLUMNS = (
-    "variant", "features", "steps", "train_s", "final_loss", "layer", "temperature", "topk",
+    "variant", "features", "benchmark", "steps", "train_s", "final_loss", "layer", "temperature", "topk",
     "tune_JF", "val_JF", "val_J", "val_F",
 )  # fmt: skip
 
@@ -125,15 +128,26 @@ def tune(model: torch.nn.Module, videos: list, base: PropagationConfig, grid: di
     return best, best_jf
 
 
-def score(model: torch.nn.Module, tune_videos: list, val_videos: list, base: PropagationConfig, grid) -> dict:
-    """Tune on ``tune``, then evaluate once on ``val`` with the chosen setting."""
+def score(
+    model: torch.nn.Module, tune_videos: list, tests: dict[str, list], base: PropagationConfig, grid: dict
+) -> dict[str, dict]:
+    """Tune on ``tune``, then evaluate once on each test split with the chosen setting (one result each)."""
     model.eval()
     best, tune_jf = tune(model, tune_videos, base, grid)
     if best["layer"] is not None:
         model.feature_layer = best["layer"]
     cfg = replace(base, temperature=best["temperature"], topk=best["topk"])
-    val = davis_jf(model, val_videos, cfg)
-    return {**best, "tune_JF": tune_jf, "val_JF": val["JF"], "val_J": val["J"], "val_F": val["F"]}
+    results = {}
+    for split, videos in tests.items():
+        val = davis_jf(model, videos, cfg)
+        results[split] = {
+            **best,
+            "tune_JF": tune_jf,
+            "val_JF": val["JF"],
+            "val_J": val["J"],
+            "val_F": val["F"],
+        }
+    return results
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -151,6 +165,38 @@ def write_results(rows: list[dict], out: Path, header: str) -> str:
     text = f"{header}\n\n" + "\n".join(lines) + "\n"
     (out / "results.md").write_text(text)
     return text
+
+
+def load_benchmarks(data: Path, args: argparse.Namespace) -> dict[str, tuple[list, dict[str, list]]]:
+    """Both embedded benchmarks: name -> (tune videos, {test name: videos}).
+
+    ``synthetic`` (procedural textures, like the demo's generated training videos) is scored on its ``val``;
+    ``photos`` (scikit-image photographs, never trained on) on ``val`` and on its ``hard`` variant, both
+    with the setting chosen on the photos' own ``tune`` split.
+    """
+    davis = ensure_davis_benchmark(data / "davis", num_val=args.num_val, num_tune=args.num_tune)
+    photos = ensure_photo_benchmark(data / "photos")
+    return {
+        "synthetic": (
+            load_benchmark("davis", davis, "tune"),
+            {"synthetic": load_benchmark("davis", davis, "val")},
+        ),
+        "photos": (
+            load_benchmark("davis", photos, "tune"),
+            {
+                "photos": load_benchmark("davis", photos, "val"),
+                "photos-hard": load_benchmark("davis", photos, "hard"),
+            },
+        ),
+    }
+
+
+def score_all(
+    model: torch.nn.Module, benchmarks: dict, base: PropagationConfig, grid: dict
+) -> dict[str, dict]:
+    """``score`` on every benchmark: test name -> result."""
+    return {test: r for tune_videos, tests in benchmarks.values() for test, r in score(
+        model, tune_videos, tests, base, grid).items()}  # fmt: skip
 
 
 def variant_files(config_dir: Path, names: list[str] | None) -> list[Path]:
@@ -189,8 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         steps, grid, variants = args.max_steps or 30, QUICK_GRID, variants if args.variants else variants[:1]
 
     videos = prepare_demo_data(Path(args.data), include_real=not args.no_real)
-    davis = ensure_davis_benchmark(Path(args.data) / "davis", num_val=args.num_val, num_tune=args.num_tune)
-    tune_videos, val_videos = load_benchmark("davis", davis, "tune"), load_benchmark("davis", davis, "val")
+    benchmarks = load_benchmarks(Path(args.data), args)
     base_cfg = replace(PropagationConfig.preset("davis"), chunk_size=256)  # speed only, same results
 
     started, rows = time.monotonic(), []
@@ -201,36 +246,38 @@ def main(argv: list[str] | None = None) -> None:
         log.info("study: training %s for %d steps", name, steps)
         overrides = [f"--trainer.max_steps={steps}", *extra]
         run = train_variant(name, config_dir / "base.yaml", variant, videos, out, overrides)
-        meta = {
-            "variant": name,
-            "steps": run["steps"],
-            "train_s": run["train_s"],
-            "final_loss": run["final_loss"],
-        }
+        meta = {k: run[k] for k in ("steps", "train_s", "final_loss")}
         trained = load_corrmae_checkpoint(run["ckpt"])
         torch.manual_seed(0)  # the random-init baseline is the same architecture with a fixed seed
         random_init = load_corrmae_checkpoint(run["ckpt"], random_init=True)
-        scores = {"trained": score(trained, tune_videos, val_videos, base_cfg, grid)}
+        scores = {"trained": score_all(trained, benchmarks, base_cfg, grid)}
         arch = repr(random_init.encoder)  # variants that differ only in training share this baseline
         if arch not in random_scores:
-            random_scores[arch] = score(random_init, tune_videos, val_videos, base_cfg, grid)
+            random_scores[arch] = score_all(random_init, benchmarks, base_cfg, grid)
         scores["random init"] = random_scores[arch]
-        for label in scores:
-            rows.append({**meta, "features": label, **scores[label]})
-            log.info("study: %s", rows[-1])
+        for label, per_test in scores.items():
+            for test, result in per_test.items():
+                rows.append({"variant": name, **meta, "features": label, "benchmark": test, **result})
+                log.info("study: %s", rows[-1])
         run["logger"].log_metrics(
-            {f"study/val_JF_{k.replace(' ', '_')}": v["val_JF"] for k, v in scores.items()}, step=run["steps"]
-        )
+            {f"study/{test}_JF_{k.replace(' ', '_')}": r["val_JF"] for k, v in scores.items()
+             for test, r in v.items()}, step=run["steps"],
+        )  # fmt: skip
         stride = trained.feature_stride
         if stride not in pixels_done:  # raw pixels depend only on the stride
             pixels_done.add(stride)
-            pix = score(PixelFeatures(stride), tune_videos, val_videos, base_cfg, grid)
-            rows.append({"variant": f"pixels/{stride}", "features": "raw pixels", "steps": 0, "train_s": 0.0,
-                         "final_loss": float("nan"), **pix})  # fmt: skip
+            for test, pix in score_all(PixelFeatures(stride), benchmarks, base_cfg, grid).items():
+                pixel_meta = {"steps": 0, "train_s": 0.0, "final_loss": float("nan")}
+                rows.append({"variant": f"pixels/{stride}", "features": "raw pixels", "benchmark": test,
+                             **pixel_meta, **pix})  # fmt: skip
+        sizes = ", ".join(
+            f"{b}: tune {len(t)} / " + " / ".join(f"{k} {len(v)}" for k, v in tests.items())
+            for b, (t, tests) in benchmarks.items()
+        )
         header = (
             f"CPU study ({time.strftime('%Y-%m-%d')}): {steps} steps per variant, {torch.get_num_threads()} "
-            f"threads, {time.monotonic() - started:.0f} s so far; propagation tuned on `tune` "
-            f"({len(tune_videos)} seqs), scored once on `val` ({len(val_videos)} seqs) of {davis}. "
+            f"threads, {time.monotonic() - started:.0f} s so far; propagation tuned on each benchmark's "
+            f"`tune` split, scored once on its test splits (sequences: {sizes}). "
             "train_s is the variant's fit wall clock (random-init rows repeat their variant's)."
         )
         print(write_results(rows, out, header))  # rewritten after each variant: partial results survive

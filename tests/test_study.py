@@ -7,6 +7,7 @@ import yaml
 
 import lightning_modules.study as study
 from datamodules.benchmark_gen import write_davis_benchmark
+from datamodules.photo_benchmark import write_photo_benchmark
 from datamodules.synthetic import write_synthetic_videos
 
 TINY_BASE = {
@@ -65,7 +66,10 @@ def tiny_study(tmp_path, monkeypatch):
     videos = tmp_path / "demo" / "videos"
     write_synthetic_videos(videos / "synthetic", 2, num_frames=8, size=(64, 80), seed=1)
     write_davis_benchmark(tmp_path / "demo" / "davis", num_val=1, num_tune=1, num_frames=4, size=(32, 48))
+    photos = write_photo_benchmark(tmp_path / "demo" / "photos", counts={"val": 1, "tune": 1, "hard": 1},
+                                   num_frames=4, size=(32, 48))  # fmt: skip
     monkeypatch.setattr(study, "prepare_demo_data", lambda *a, **k: videos)
+    monkeypatch.setattr(study, "ensure_photo_benchmark", lambda *a, **k: photos)
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "base.yaml").write_text(yaml.safe_dump(TINY_BASE))
@@ -83,17 +87,36 @@ def test_study_end_to_end_writes_table(tiny_study):
             "--num-val", "1", "--num-tune", "1"]  # fmt: skip
     study.main(argv)
     rows = list(csv.DictReader(open(out / "results.csv")))
-    features = [(r["variant"], r["features"]) for r in rows]
-    assert features == [("a_plain", "trained"), ("a_plain", "random init"), ("pixels/8", "raw pixels"),
-                        ("b_generated", "trained"), ("b_generated", "random init")]  # fmt: skip
+    tests = ["synthetic", "photos", "photos-hard"]
+    features = [(r["variant"], r["features"], r["benchmark"]) for r in rows]
+    expected = [
+        (v, f, t)
+        for v, f in [
+            ("a_plain", "trained"),
+            ("a_plain", "random init"),
+            ("pixels/8", "raw pixels"),
+            ("b_generated", "trained"),
+            ("b_generated", "random init"),
+        ]
+        for t in tests
+    ]
+    assert features == expected  # fmt: skip
     for r in rows:
         assert 0.0 <= float(r["val_JF"]) <= 1.0 and 0.0 <= float(r["tune_JF"]) <= 1.0
-    assert [int(r["steps"]) for r in rows if r["features"] == "trained"] == [2, 2]
+    assert [int(r["steps"]) for r in rows if r["features"] == "trained"] == [2] * 6
+    by_key = {k: r for k, r in zip(features, rows)}
     # same architecture and seed: the random-init baseline is shared (and identical) across variants
-    assert rows[1]["val_JF"] == rows[4]["val_JF"]
-    assert rows[0]["layer"] == "2" and rows[2]["layer"] == ""  # quick: last layer; pixels have none
+    for t in tests:
+        assert (
+            by_key["a_plain", "random init", t]["val_JF"] == by_key["b_generated", "random init", t]["val_JF"]
+        )
+    # photos and photos-hard share the setting tuned on the photos' tune split; synthetic has its own
+    hard, photo = by_key["a_plain", "trained", "photos-hard"], by_key["a_plain", "trained", "photos"]
+    assert hard["tune_JF"] == photo["tune_JF"] and hard["val_JF"] != photo["val_JF"]
+    assert by_key["a_plain", "trained", "synthetic"]["tune_JF"] != photo["tune_JF"]
+    assert rows[0]["layer"] == "2" and by_key["pixels/8", "raw pixels", "photos"]["layer"] == ""
     table = (out / "results.md").read_text()
-    assert "| variant | features | steps |" in table and "b_generated" in table
+    assert "| variant | features | benchmark | steps |" in table and "b_generated" in table
     # the delta actually applied (mask 0.5) and the study-only section was stripped from the CLI config
     saved = yaml.safe_load((out / "tb" / "b_generated" / "version_0" / "config.yaml").read_text())
     assert saved["model"]["init_args"]["mask_ratio"] == 0.5
