@@ -15,12 +15,12 @@ from torch.func import functional_call
 
 from lightning_modules.base import NonFinite, VideoSSLModule
 from lightning_modules.components.ema import make_ema_copy, update_ema
+from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder
 from lightning_modules.components.losses import masked_consistency, masked_mse
 from lightning_modules.components.mac import MaskedConvAutoencoder, mac_reconstruction_grid
 from lightning_modules.components.masking import random_patch_mask
 from lightning_modules.components.patches import patchify
 from lightning_modules.components.schedules import momentum_at
-from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder
 from lightning_modules.components.sparse_backends import SparseBackend
 
 
@@ -28,8 +28,8 @@ class VideoMAC(VideoSSLModule):
     """VideoMAC pre-training system.
 
     Args:
-        encoder_name: ``resnet18`` / ``resnet50`` / ``convnextv2_tiny`` / ``convnextv2_small`` (any timm ResNet or
-            ConvNeXt name with the timm variant).
+        encoder_name: ``resnet18`` / ``resnet50`` / ``convnextv2_tiny`` / ``convnextv2_small`` (any timm
+            ResNet or ConvNeXt name with the timm variant).
         encoder_variant: ``official`` = the authors' encoders (LN/GELU patchify-stem ResNet; ConvNeXt-V2 with
             per-stage norms; their converted checkpoints load strictly) or ``timm`` (BatchNorm ResNet, timm
             ConvNeXt-V2). The paper configs use ``official``.
@@ -109,7 +109,11 @@ class VideoMAC(VideoSSLModule):
             raise ValueError(f"feature_stage must be 1..4, got {feature_stage}")
         if feature_stride not in (8, 16, 32):
             raise ValueError(f"feature_stride must be 8, 16 or 32, got {feature_stride}")
-        self.encoder_name, self.encoder_variant, self.sparse_backend = encoder_name, encoder_variant, sparse_backend
+        self.encoder_name, self.encoder_variant, self.sparse_backend = (
+            encoder_name,
+            encoder_variant,
+            sparse_backend,
+        )
         self.mask_ratio, self.patch_size, self.symmetric_masking = (
             mask_ratio,
             mask_patch_size,
@@ -197,14 +201,14 @@ class VideoMAC(VideoSSLModule):
             frames = frames.contiguous(memory_format=torch.channels_last)
         if self.feature_stride == 2 ** (self.feature_stage + 1):
             return encoder(frames, None, self.feature_stage)
-        # Dilated variant (timm's output_stride rule, also for the official ResNet): same weights, so run a weightless skeleton on this encoder's
-        # tensors; nothing is copied and it can never go stale.
+        # Dilated variant (timm's output_stride rule, also for the official ResNet): same weights, so run a
+        # weightless skeleton on this encoder's tensors; nothing is copied and it can never go stale.
         tensors = {**dict(encoder.named_parameters()), **dict(encoder.named_buffers())}
         skeleton = self.dilated_skeleton().train(encoder.training)
         return functional_call(skeleton, tensors, (frames,), {"stage": self.feature_stage})
 
     def dilated_skeleton(self) -> nn.Module:
-        """Weightless (meta) encoder at ``feature_stride``, built once (raises early for an unsupported stride)."""
+        """Weightless (meta) encoder at ``feature_stride``, built once (raises early if unsupported)."""
         key = f"dilated_{self.output_stride}"
         if key not in self._aux:
             with torch.device("meta"):

@@ -1,4 +1,4 @@
-"""The VideoMAC encoder factory: the official VideoMAC encoders or the timm ones, both sparse (masked-dense)."""
+"""VideoMAC encoder factory: the official VideoMAC encoders or the timm ones, both sparse (masked-dense)."""
 
 from typing import Literal
 
@@ -24,14 +24,21 @@ def build_encoder(
     """A sparse encoder with ``forward(x, mask=None, stage=4)``, ``num_features``, ``reduction``.
 
     Args:
-        model_name: ``resnet18`` / ``resnet50`` / ``convnextv2_tiny`` / ``convnextv2_small`` (and, for timm, any
-            timm ResNet or ConvNeXt name).
-        variant: ``official`` = the authors' LN/GELU patchify-stem ResNet and ConvNeXt-V2 with per-stage norms
-            (state dicts as their ``convert_pth.py`` writes); ``timm`` = timm's BatchNorm ResNet / ConvNeXt-V2.
+        model_name: ``resnet18`` / ``resnet50`` / ``convnextv2_tiny`` / ``convnextv2_small`` (and, for
+            timm, any timm ResNet or ConvNeXt name).
+        variant: ``official`` = the authors' LN/GELU patchify-stem ResNet and ConvNeXt-V2 with per-stage
+            norms (state dicts as their ``convert_pth.py`` writes); ``timm`` = timm's BatchNorm ResNet /
+            ConvNeXt-V2.
+        backend: ``dense_masked`` or ``minkowski`` (import-gated; see ``sparse_backends.check_backend``).
+        output_stride: 32, or 16 / 8 (dilated, dense use; not for the official ConvNeXt).
+        drop_path_rate: stochastic depth.
+        grn_batch_global: ConvNeXt GRN statistic over the batch's visible sites (MinkowskiEngine).
         pretrained: timm weights (timm variant only).
     """
     if variant == "timm":
-        return build_sparse_encoder(model_name, backend, output_stride, drop_path_rate, grn_batch_global, pretrained)
+        return build_sparse_encoder(
+            model_name, backend, output_stride, drop_path_rate, grn_batch_global, pretrained
+        )
     if variant != "official":
         raise ValueError(f"encoder_variant must be 'official' or 'timm', got {variant!r}")
     check_backend(backend)
@@ -45,7 +52,8 @@ def build_encoder(
     if model_name in CONVNEXTS:
         return VideoMACConvNeXtV2(model_name, output_stride, drop_path_rate, grn_batch_global)
     raise ValueError(
-        f"encoder_variant 'official' has no encoder {model_name!r}; choose from {sorted(RESNETS) + sorted(CONVNEXTS)}"
+        f"encoder_variant 'official' has no encoder {model_name!r}; "
+        f"choose from {sorted(RESNETS) + sorted(CONVNEXTS)}"
     )
 
 

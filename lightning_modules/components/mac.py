@@ -53,15 +53,18 @@ class MaskedConvAutoencoder(nn.Module):
         self.init_weights(init)
 
     def init_weights(self, scheme: InitScheme) -> None:
-        """``official`` re-initialises encoder and decoder as the official ``VideoMAC.apply(_init_weights_*)``
-        (notes §2.2); ``standard`` keeps std 0.02 (timm encoders keep timm's own initialisation)."""
+        """Initialise as the official code (``official``, notes §2.2) or with std 0.02 (``standard``).
+
+        ``official`` re-initialises encoder and decoder as ``VideoMAC.apply(_init_weights_*)`` does; timm
+        encoders keep timm's own initialisation under ``standard``.
+        """
         if not is_official(self.encoder):
             if scheme == "official":
                 raise ValueError(
-                    "init 'official' reproduces the official encoders' initialisation; the timm encoders have "
-                    "no such counterpart: use init 'standard' with encoder_variant 'timm'"
+                    "init 'official' reproduces the official encoders' initialisation; the timm encoders "
+                    "have no such counterpart: use init 'standard' with encoder_variant 'timm'"
                 )
-            return  # timm's encoder init and the decoder's constructor init (std 0.02) are the standard scheme
+            return  # timm's encoder init + the decoder's constructor init (std 0.02) = the standard scheme
         self.encoder.init_weights(scheme)
         family = "resnet" if "resnet" in type(self.encoder).__name__.lower() else "convnext"
         self.decoder.init_weights(scheme, family)

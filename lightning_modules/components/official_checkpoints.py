@@ -29,11 +29,14 @@ import torch
 from torch import Tensor, nn
 
 DROPPED = ("decoder", "mask_token", "proj", "pred")
-BRANCH_KEYS = {"online": ("online_without_ddp", "model_online"), "target": ("target_without_ddp", "model_target")}
+BRANCH_KEYS = {
+    "online": ("online_without_ddp", "model_online"),
+    "target": ("target_without_ddp", "model_target"),
+}
 
 
 def kernel_size(key: str, volume: int) -> int:
-    """k from an ME kernel volume K² (raises naming the key when K² is not a square)."""
+    """Side k of an ME kernel of volume K² (raises naming the key when K² is not a square)."""
     k = math.isqrt(volume)
     if k * k != volume:
         raise ValueError(f"{key}: kernel volume {volume} is not a square k*k (not a 2-D ME kernel)")
@@ -82,7 +85,7 @@ def is_minkowski_layout(state: dict[str, Tensor]) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """``torch.load`` without executing pickled code; the official checkpoints also pickle their argparse args."""
+    """``torch.load`` without running pickled code (official checkpoints also pickle their argparse args)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VideoMAC weights not found: {path}")
@@ -131,7 +134,8 @@ def load_official_weights(encoder: nn.Module, weights: str | Path | dict, branch
     if missing or unexpected or shapes:
         raise ValueError(
             f"{source} does not match the official {getattr(encoder, 'model_name', type(encoder).__name__)}: "
-            f"{len(missing)} missing keys {missing[:10]}, {len(unexpected)} unexpected keys {unexpected[:10]}, "
+            f"{len(missing)} missing keys {missing[:10]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:10]}, "
             f"{len(shapes)} shape mismatches {shapes[:6]}; expected keys like {list(own)[:6]}"
         )
     encoder.load_state_dict(state, strict=True)

@@ -1,4 +1,4 @@
-"""The official VideoMAC ConvNeXt-V2 (models/convnextv2_sparse.py), one module for sparse pre-training and dense use.
+"""The VideoMAC ConvNeXt-V2 (models/convnextv2_sparse.py): one module for sparse pre-training and dense use.
 
 FCMAE's sparse ConvNeXt-V2 plus VideoMAC's extra per-stage LayerNorm ``norm{i}`` in the main path after every
 stage; the normalised map feeds the next stage and ``norm3`` is the encoder output (notes §2.1). The dense
@@ -62,7 +62,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, sm: SparseMask | None = None, grn_batch_global: bool = False) -> Tensor:
-        """(B, C, H, W) zero at masked sites -> same; forward order dwconv, norm, pwconv1, act, grn, pwconv2."""
+        """(B, C, H, W), zero at masked sites -> same; order dwconv, norm, pwconv1, act, grn, pwconv2."""
         h = self.dwconv(x).permute(0, 2, 3, 1)  # (B, H, W, C)
         h = self.act(self.pwconv1(self.norm(h)))  # (B, H, W, 4C)
         h = masked_grn(self.grn, h, sm, batch_global=grn_batch_global, channels_last=True)
@@ -90,10 +90,12 @@ class VideoMACConvNeXtV2(nn.Module):
     ):
         super().__init__()
         if model_name not in CONVNEXTS:
-            raise ValueError(f"official VideoMAC ConvNeXt-V2 must be one of {sorted(CONVNEXTS)}, got {model_name!r}")
+            raise ValueError(
+                f"official VideoMAC ConvNeXt-V2 must be one of {sorted(CONVNEXTS)}, got {model_name!r}"
+            )
         if output_stride != 32:
             raise ValueError(
-                f"the official ConvNeXt-V2 keeps its natural strides (output_stride 32), got {output_stride}; "
+                f"the official ConvNeXt-V2 has natural strides only (32, got {output_stride}): "
                 "use feature_stage 3 (stride 16) or 2 (stride 8) instead"
             )
         depths, dims = CONVNEXTS[model_name]
@@ -107,7 +109,10 @@ class VideoMACConvNeXtV2(nn.Module):
             self.downsample_layers.append(
                 nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), nn.Conv2d(dims[i], dims[i + 1], 2, stride=2))
             )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(
+            depths
+        )  # linearly increasing stochastic depth (torch.linspace without a tensor: meta-safe)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList()
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
@@ -144,10 +149,13 @@ class VideoMACConvNeXtV2(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, scheme: str = "official") -> None:
-        """``official``: ``VideoMAC._init_weights_convnextv2`` (models/video_mac.py, inherited from FCMAE): the
+        """Initialise as the official code (``official``) or with std 0.02 everywhere (``standard``).
+
+        ``official`` is ``VideoMAC._init_weights_convnextv2`` (models/video_mac.py, inherited from FCMAE): the
         2x2 ME convs trunc-normal std 0.02; the ME depthwise 7x7, the ME Linears and the dense stem conv
-        trunc-normal std 1 (timm's default std, the call passes none); all biases 0, LN (1, 0), GRN zeros.
-        ``standard``: the encoder's own (never called) ``_init_weights``: std 0.02 everywhere."""
+        trunc-normal std 1 (timm's default std: the call passes none); all biases 0, LN (1, 0), GRN zeros.
+        ``standard`` is the encoder's own (never called) ``_init_weights``.
+        """
         wide = 1.0 if scheme == "official" else 0.02
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):

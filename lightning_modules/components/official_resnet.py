@@ -1,4 +1,4 @@
-"""The official VideoMAC "ResNet" (models/resnetv2_sparse.py), one module for sparse pre-training and dense use.
+"""The VideoMAC "ResNet" (models/resnetv2_sparse.py): one module for sparse pre-training and dense use.
 
 This is not a torchvision/timm ResNet. Following the official code (notes/videomac_impl.md §2.1):
 
@@ -130,7 +130,8 @@ class VideoMACResNet(nn.Module):
             downsample = None
             if stride != 1 or cin != planes * block.expansion:
                 downsample = nn.Sequential(
-                    nn.Conv2d(cin, planes * block.expansion, 1, stride, bias=False), norm(planes * block.expansion)
+                    nn.Conv2d(cin, planes * block.expansion, 1, stride, bias=False),
+                    norm(planes * block.expansion),
                 )
             blocks = [block(cin, planes, stride, downsample, dilation, first_dilation)]
             cin = planes * block.expansion
@@ -167,9 +168,12 @@ class VideoMACResNet(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, scheme: str = "official") -> None:
-        """``official``: what ``VideoMAC._init_weights_resnet`` does (models/video_mac.py): ME convs trunc-normal
-        std 0.02, the dense stem conv trunc-normal std 1 (timm's default std) with its bias left at PyTorch's
-        default, LN (1, 0). ``standard``: std 0.02 for every conv, zero stem bias."""
+        """Initialise as the official code (``official``) or with std 0.02 everywhere (``standard``).
+
+        ``official`` is ``VideoMAC._init_weights_resnet`` (models/video_mac.py): ME convs trunc-normal std
+        0.02, the dense stem conv trunc-normal std 1 (timm's default std) with its bias left at PyTorch's
+        default, LN (1, 0). ``standard`` also zeroes the stem bias.
+        """
         from timm.layers import trunc_normal_
 
         stem_conv = self.stem[0]
