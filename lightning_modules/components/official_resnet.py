@@ -14,9 +14,12 @@ Parameter names are those ``tools/convert_pth.py`` writes (``stem.0``, ``layerK.
 
 Sparse semantics (masked-dense emulation, ``components/sparse.py``): the stem has no overlapping windows and
 32-px patches align with its 4-px blocks, so it runs on the whole image and is masked after its LN, as the
-official code does. Every LN output is re-masked (LN(0) = beta); a conv's masked outputs are cleared by the
-LN that always follows it, and GELU(0) = 0 and the residual add keep zeros. The mask is nearest-upsampled
-to each feature map's own size (the official code hard-codes a factor 8, i.e. 224 px inputs).
+official code does. A map is re-masked only where the next op reads neighbours or leaves the block: after
+the LN before each 3x3 conv (LN(0) = beta), and once after the residual add + GELU (GELU(0) = 0). Between
+those, 1x1 convs, LNs and GELUs are per site, so masked garbage never reaches a visible site (2 mask products
+per block instead of one per LN: the masked-dense overhead). Strided 3x3/1x1 convs are exact because the mask
+is constant on each stride block. The mask is nearest-upsampled to each feature map's own size (the official
+code hard-codes a factor 8, i.e. 224 px inputs).
 
 ``output_stride`` 16/8 dilates layers 4 / 3-4 on the same weights (timm's rule), for dense downstream use.
 """
@@ -54,9 +57,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor, sm: SparseMask | None = None) -> Tensor:
         """(B, Cin, H, W), zero at masked sites -> (B, planes, H/s, W/s), zero at masked sites."""
-        out = self.act(masked_layer_norm(self.norm1, self.conv1(x), sm))
-        out = masked_layer_norm(self.norm2, self.conv2(out), sm)
-        return self.act(out + shortcut(self.downsample, x, sm))
+        out = self.act(masked_layer_norm(self.norm1, self.conv1(x), sm))  # re-masked: conv2 reads neighbours
+        out = self.norm2(self.conv2(out))  # masked sites hold garbage until the single mask after the add
+        return apply_mask(self.act(out + shortcut(self.downsample, x)), sm)
 
 
 class Bottleneck(nn.Module):
@@ -77,18 +80,18 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor, sm: SparseMask | None = None) -> Tensor:
         """(B, Cin, H, W), zero at masked sites -> (B, 4 planes, H/s, W/s), zero at masked sites."""
-        out = self.act(masked_layer_norm(self.norm1, self.conv1(x), sm))
-        out = self.act(masked_layer_norm(self.norm2, self.conv2(out), sm))
-        out = masked_layer_norm(self.norm3, self.conv3(out), sm)
-        return self.act(out + shortcut(self.downsample, x, sm))
+        out = self.act(masked_layer_norm(self.norm1, self.conv1(x), sm))  # re-masked: conv2 reads neighbours
+        out = self.act(self.norm2(self.conv2(out)))  # per-site ops only until the single mask after the add
+        out = self.norm3(self.conv3(out))
+        return apply_mask(self.act(out + shortcut(self.downsample, x)), sm)
 
 
-def shortcut(downsample: nn.Sequential | None, x: Tensor, sm: SparseMask | None) -> Tensor:
-    """Identity, or the 1x1 conv + LN projection (its LN output re-masked)."""
+def shortcut(downsample: nn.Sequential | None, x: Tensor) -> Tensor:
+    """Identity, or the 1x1 conv + LN projection (per site: its masked outputs are cleared after the add)."""
     if downsample is None:
         return x
     conv, ln = downsample
-    return masked_layer_norm(ln, conv(x), sm)
+    return ln(conv(x))
 
 
 # name -> (block, blocks per stage); the official factories are mac_r18 and mac_r50 (models/video_mac.py).
