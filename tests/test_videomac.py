@@ -170,6 +170,9 @@ def test_official_variant_trains_and_exports_in_the_official_layout(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(feats.extract_features(x), model.online.encoder(x))
     assert feats.feature_stride == 32
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "corrmae.pth")  # a corrmae state dict
+    from_ckpt = build_feature_extractor(model="videomac_resnet18", weights=str(tmp_path / "corrmae.pth"))
+    torch.testing.assert_close(from_ckpt.encoder.state_dict(), model.online.encoder.state_dict())
     stage3 = build_feature_extractor(model="videomac_resnet18", weights=path, stage=3)
     assert stage3.feature_stride == 16 and stage3.extract_features(x).shape == (1, 256, 4, 6)
     with pytest.raises(ValueError, match=r"mac-r18\.pth.*resnet50.*missing keys"):

@@ -109,6 +109,9 @@ def encoder_tensors(obj: dict, branch: str = "online", source: str = "checkpoint
             state = obj[key]
             break
     state = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    lightning = f"{branch}.encoder."  # a corrmae VideoMAC state dict (official variant)
+    if any(k.startswith(lightning) for k in state):
+        state = {k.removeprefix(lightning): v for k, v in state.items() if k.startswith(lightning)}
     if not state:
         raise ValueError(f"{source}: no tensors found (top-level keys {sorted(obj)[:10]})")
     if is_minkowski_layout(state):
