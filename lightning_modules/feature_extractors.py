@@ -226,6 +226,10 @@ def build_feature_extractor(
         raise ValueError("give a corrmae checkpoint (--ckpt) or a model (--model pixels | <timm name>)")
     if model == "pixels":
         return PixelFeatures(patch_size)
+    if model.startswith("videomac_"):  # the authors' encoders (lightning_modules/videomac_features.py)
+        from lightning_modules.videomac_features import build_videomac_features
+
+        return build_videomac_features(model, weights, random_init, stage)
     if random_init and weights:
         raise ValueError("--random-init and --weights are mutually exclusive")
     return TimmFeatures(model, weights=weights, stage=stage)

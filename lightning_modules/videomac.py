@@ -15,19 +15,26 @@ from torch.func import functional_call
 
 from lightning_modules.base import NonFinite, VideoSSLModule
 from lightning_modules.components.ema import make_ema_copy, update_ema
+from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder
 from lightning_modules.components.losses import masked_consistency, masked_mse
 from lightning_modules.components.mac import MaskedConvAutoencoder, mac_reconstruction_grid
 from lightning_modules.components.masking import random_patch_mask
 from lightning_modules.components.patches import patchify
 from lightning_modules.components.schedules import momentum_at
-from lightning_modules.components.sparse_backends import SparseBackend, build_sparse_encoder
+from lightning_modules.components.sparse_backends import SparseBackend
 
 
 class VideoMAC(VideoSSLModule):
     """VideoMAC pre-training system.
 
     Args:
-        encoder_name: timm ResNet (``resnet50``, BatchNorm) or ConvNeXt-V2 (``convnextv2_small``).
+        encoder_name: ``resnet18`` / ``resnet50`` / ``convnextv2_tiny`` / ``convnextv2_small`` (any timm
+            ResNet or ConvNeXt name with the timm variant).
+        encoder_variant: ``official`` = the authors' encoders (LN/GELU patchify-stem ResNet; ConvNeXt-V2 with
+            per-stage norms; their converted checkpoints load strictly) or ``timm`` (BatchNorm ResNet, timm
+            ConvNeXt-V2). The paper configs use ``official``.
+        init: ``official`` = the official code's initialisation (trunc-normal std 1 on depthwise, Linear and
+            dense Conv2d weights, inherited from FCMAE; official encoders only) or ``standard`` (std 0.02).
         sparse_backend: ``dense_masked`` (pure PyTorch emulation) or ``minkowski`` (optional package).
         pretrained: start from timm's pretrained weights (off: the paper pre-trains from scratch).
         drop_path_rate: encoder stochastic depth (0 in the official scripts).
@@ -60,6 +67,8 @@ class VideoMAC(VideoSSLModule):
     def __init__(
         self,
         encoder_name: str = "convnextv2_small",
+        encoder_variant: EncoderVariant = "timm",
+        init: InitScheme = "standard",
         sparse_backend: SparseBackend = "dense_masked",
         pretrained: bool = False,
         drop_path_rate: float = 0.0,
@@ -100,7 +109,11 @@ class VideoMAC(VideoSSLModule):
             raise ValueError(f"feature_stage must be 1..4, got {feature_stage}")
         if feature_stride not in (8, 16, 32):
             raise ValueError(f"feature_stride must be 8, 16 or 32, got {feature_stride}")
-        self.encoder_name, self.sparse_backend = encoder_name, sparse_backend
+        self.encoder_name, self.encoder_variant, self.sparse_backend = (
+            encoder_name,
+            encoder_variant,
+            sparse_backend,
+        )
         self.mask_ratio, self.patch_size, self.symmetric_masking = (
             mask_ratio,
             mask_patch_size,
@@ -127,7 +140,7 @@ class VideoMAC(VideoSSLModule):
 
         self.online = MaskedConvAutoencoder(
             encoder_name, sparse_backend, mask_patch_size, decoder_dim, decoder_depth, decoder_grn,
-            drop_path_rate, grn_batch_global, pretrained,
+            drop_path_rate, grn_batch_global, pretrained, encoder_variant, init,
         )  # fmt: skip
         # The target is a registered submodule (checkpointed, moved with the module) but it is excluded from
         # the optimiser (trainable_module) and DDP ignores its parameters and buffers (no sync/broadcast).
@@ -135,6 +148,8 @@ class VideoMAC(VideoSSLModule):
         names = [f"target.{n}" for n, _ in [*self.target.named_parameters(), *self.target.named_buffers()]]
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
         self._aux: dict = {}  # unregistered helpers: compiled forward, dilated feature skeletons
+        if self.feature_stride != 2 ** (feature_stage + 1):
+            self.dilated_skeleton()  # e.g. the official ConvNeXt has no dilated variant: say so now
 
     # ----------------------------------------------------------------- model (paper verbs)
     def patchify(self, imgs: Tensor) -> Tensor:
@@ -186,15 +201,21 @@ class VideoMAC(VideoSSLModule):
             frames = frames.contiguous(memory_format=torch.channels_last)
         if self.feature_stride == 2 ** (self.feature_stage + 1):
             return encoder(frames, None, self.feature_stage)
-        # Dilated variant (timm output_stride): same weights, so run a weightless skeleton on this encoder's
-        # tensors; nothing is copied and it can never go stale.
+        # Dilated variant (timm's output_stride rule, also for the official ResNet): same weights, so run a
+        # weightless skeleton on this encoder's tensors; nothing is copied and it can never go stale.
+        tensors = {**dict(encoder.named_parameters()), **dict(encoder.named_buffers())}
+        skeleton = self.dilated_skeleton().train(encoder.training)
+        return functional_call(skeleton, tensors, (frames,), {"stage": self.feature_stage})
+
+    def dilated_skeleton(self) -> nn.Module:
+        """Weightless (meta) encoder at ``feature_stride``, built once (raises early if unsupported)."""
         key = f"dilated_{self.output_stride}"
         if key not in self._aux:
             with torch.device("meta"):
-                self._aux[key] = build_sparse_encoder(self.encoder_name, output_stride=self.output_stride)
-        tensors = {**dict(encoder.named_parameters()), **dict(encoder.named_buffers())}
-        skeleton = self._aux[key].train(encoder.training)
-        return functional_call(skeleton, tensors, (frames,), {"stage": self.feature_stage})
+                self._aux[key] = build_encoder(
+                    self.encoder_name, self.encoder_variant, output_stride=self.output_stride
+                )
+        return self._aux[key]
 
     # ----------------------------------------------------------------- training
     def trainable_module(self) -> nn.Module:

@@ -25,6 +25,8 @@ def base_for(path: Path, tmp_path: Path) -> list[str]:
     if rel.parts[0] == "ablations":
         base = {"siammae": "siammae.yaml", "videomac": "videomac_rn50.yaml"}[rel.parts[1]]
         return ["--config", str(CONFIGS / base), "--config", str(path)]
+    if rel.parts[0] == "videomac":  # per-encoder deltas of the VideoMAC base (tests/test_videomac_configs.py)
+        return ["--config", str(CONFIGS / "videomac.yaml"), "--config", str(path)]
     if rel.parts[0] == "trainer":
         return ["--config", str(CONFIGS / "siammae.yaml"), "--trainer", str(path)]
     if rel.parts[0] in ("callbacks", "data", "eval"):

@@ -136,3 +136,48 @@ def test_fast_dev_run_through_cli(tmp_path, monkeypatch):
 
 
 CONFIG = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "demo" / "videomac_tiny.yaml"
+
+
+@pytest.mark.parametrize("stride", [16, 8])
+def test_official_resnet_features_dilate_on_the_same_weights(stride):
+    from lightning_modules.components.official_resnet import VideoMACResNet
+
+    model = tiny(encoder_variant="official", init="official", feature_stride=stride).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        f = model.extract_features(x)
+        dense = VideoMACResNet("resnet18", output_stride=stride).eval()
+        dense.load_state_dict(model.online.encoder.encoder_state_dict(), strict=True)
+        torch.testing.assert_close(f, dense(x))
+    assert model.feature_stride == stride and f.shape == (1, 512, 64 // stride, 64 // stride)
+    with pytest.raises(ValueError, match="natural strides"):
+        tiny(encoder_name="convnextv2_atto", encoder_variant="official", feature_stride=stride)
+
+
+def test_official_variant_trains_and_exports_in_the_official_layout(tmp_path):
+    """A corrmae-trained official encoder is a converted official checkpoint: eval-all loads it."""
+    from lightning_modules.feature_extractors import build_feature_extractor
+
+    torch.manual_seed(0)
+    model = tiny(encoder_variant="official", init="official")
+    losses, *_ = model(pair_batches(1)[0]["frames"], torch.Generator().manual_seed(0))
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.online.encoder.parameters())
+    path = str(tmp_path / "mac-r18.pth")
+    torch.save(model.online.encoder.encoder_state_dict(), path)
+    feats = build_feature_extractor(model="videomac_resnet18", weights=path)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(feats.extract_features(x), model.online.encoder(x))
+    assert feats.feature_stride == 32
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "corrmae.pth")  # a corrmae state dict
+    from_ckpt = build_feature_extractor(model="videomac_resnet18", weights=str(tmp_path / "corrmae.pth"))
+    torch.testing.assert_close(from_ckpt.encoder.state_dict(), model.online.encoder.state_dict())
+    stage3 = build_feature_extractor(model="videomac_resnet18", weights=path, stage=3)
+    assert stage3.feature_stride == 16 and stage3.extract_features(x).shape == (1, 256, 4, 6)
+    with pytest.raises(ValueError, match=r"mac-r18\.pth.*resnet50.*missing keys"):
+        build_feature_extractor(model="videomac_resnet50", weights=path)
+    with pytest.raises(ValueError, match="--weights"):
+        build_feature_extractor(model="videomac_resnet18")
+    with pytest.raises(ValueError, match="videomac_resnet18"):
+        build_feature_extractor(model="videomac_r18", weights=path)

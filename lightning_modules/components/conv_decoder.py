@@ -47,13 +47,33 @@ class ConvDecoder(nn.Module):
         self.pred = nn.Conv2d(decoder_dim, patch_size**2 * out_chans, kernel_size=1)
         self.init_weights()
 
-    def init_weights(self) -> None:
-        """ConvNeXt-standard init (trunc-normal std 0.02, zero bias), not the official std-1 override."""
+    @torch.no_grad()
+    def init_weights(self, scheme: str = "standard", family: str = "convnext") -> None:
+        """Initialise the decoder; the mask token is normal(std 0.02) in every scheme.
+
+        Args:
+            scheme: ``standard``: ConvNeXt-standard trunc-normal std 0.02, zero bias. ``official``: what
+                ``VideoMAC.apply(_init_weights_*)`` does to the decoder (models/video_mac.py): every Conv2d
+                (proj, depthwise, pred) trunc-normal std 1 (timm's default std), the Linears keep PyTorch's
+                default (the official init touches only MinkowskiLinear), LN (1, 0), GRN zeros.
+            family: ``convnext`` zeroes the conv biases in the official scheme; ``resnet`` keeps PyTorch's
+                default biases (``_init_weights_resnet`` leaves them).
+        """
+        if scheme not in ("standard", "official"):
+            raise ValueError(f"init must be 'official' or 'standard', got {scheme!r}")
         nn.init.normal_(self.mask_token, std=0.02)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
+            if not isinstance(m, nn.Conv2d | nn.Linear):
+                continue
+            if scheme == "standard":
                 trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                continue
+            m.reset_parameters()  # PyTorch defaults (Linear weights and the ResNet-mode conv biases stay so)
+            if isinstance(m, nn.Conv2d):
+                trunc_normal_(m.weight, std=1.0)
+                if family == "convnext" and m.bias is not None:
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:

@@ -4,7 +4,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.conv_decoder import ConvDecoder
-from lightning_modules.components.sparse_backends import SparseBackend, build_sparse_encoder
+from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder, is_official
+from lightning_modules.components.sparse_backends import SparseBackend
 from lightning_modules.components.visualize import reconstruction_panels, tile
 
 
@@ -17,7 +18,9 @@ class MaskedConvAutoencoder(nn.Module):
         patch_size: mask patch size p; must equal the encoder's total stride (32).
         decoder_dim: decoder width; decoder_depth: decoder blocks; decoder_grn: ConvNeXt-V2 decoder blocks.
         drop_path_rate: encoder stochastic depth; grn_batch_global: MinkowskiEngine-style batch GRN.
-        pretrained: start the encoder from timm's pretrained weights.
+        pretrained: start the encoder from timm's pretrained weights (timm variant).
+        encoder_variant: ``official`` (the authors' encoders) or ``timm``.
+        init: ``official`` (the official std-1 quirk, official encoders only) or ``standard`` (std 0.02).
     """
 
     def __init__(
@@ -31,10 +34,12 @@ class MaskedConvAutoencoder(nn.Module):
         drop_path_rate: float = 0.0,
         grn_batch_global: bool = False,
         pretrained: bool = False,
+        encoder_variant: EncoderVariant = "timm",
+        init: InitScheme = "standard",
     ):
         super().__init__()
-        self.encoder = build_sparse_encoder(
-            encoder_name, sparse_backend, 32, drop_path_rate, grn_batch_global, pretrained
+        self.encoder = build_encoder(
+            encoder_name, encoder_variant, sparse_backend, 32, drop_path_rate, grn_batch_global, pretrained
         )
         if patch_size != self.encoder.reduction:
             # One decoder cell per patch, as in FCMAE/VideoMAC (32-px patches = the encoder's total stride).
@@ -45,6 +50,24 @@ class MaskedConvAutoencoder(nn.Module):
         self.decoder = ConvDecoder(
             self.encoder.num_features, decoder_dim, decoder_depth, patch_size, 3, decoder_grn
         )
+        self.init_weights(init)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        """Initialise as the official code (``official``, notes §2.2) or with std 0.02 (``standard``).
+
+        ``official`` re-initialises encoder and decoder as ``VideoMAC.apply(_init_weights_*)`` does; timm
+        encoders keep timm's own initialisation under ``standard``.
+        """
+        if not is_official(self.encoder):
+            if scheme == "official":
+                raise ValueError(
+                    "init 'official' reproduces the official encoders' initialisation; the timm encoders "
+                    "have no such counterpart: use init 'standard' with encoder_variant 'timm'"
+                )
+            return  # timm's encoder init + the decoder's constructor init (std 0.02) = the standard scheme
+        self.encoder.init_weights(scheme)
+        family = "resnet" if "resnet" in type(self.encoder).__name__.lower() else "convnext"
+        self.decoder.init_weights(scheme, family)
 
     def forward_encoder(self, imgs: Tensor, mask: Tensor | None) -> Tensor:
         """(B, 3, H, W) and mask (B, 1, h, w) (1 = masked) -> (B, C, h, w) features, zero at masked cells."""

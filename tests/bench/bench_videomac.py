@@ -2,6 +2,8 @@
 
 The only difference between the two columns is the mask passed to the encoders (the decoder, losses, EMA and
 optimiser step are identical), so the ratio is the overhead of the sparse emulation (issue 4: aim <= 1.3x).
+The official encoders (issue 11: the authors' LN/GELU ResNet-50 and ConvNeXt-V2-S) get rows of their own, plus
+one row per paper encoder comparing the official and timm variants' MACs at 224 px (counted, not timed).
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ import torch
 
 from lightning_modules import VideoMAC
 from lightning_modules.components.ema import update_ema
+from tests.bench.flops import videomac_encoder_macs
 
-SETTINGS = (("resnet18", 224, 8), ("convnextv2_atto", 224, 8))  # (encoder, image size, batch)
+# (encoder, variant, image size, batch); the big official encoders at batch 4 to keep `make bench` short.
+SETTINGS = (
+    ("resnet18", "timm", 224, 8),
+    ("convnextv2_atto", "timm", 224, 8),
+    ("resnet50", "official", 224, 4),
+    ("convnextv2_small", "official", 224, 4),
+)
 
 
 def train_step(model: VideoMAC, opt: torch.optim.Optimizer, frames: torch.Tensor, sparse: bool) -> None:
@@ -33,10 +42,11 @@ def train_step(model: VideoMAC, opt: torch.optim.Optimizer, frames: torch.Tensor
     update_ema(model.target, model.online, 0.996, buffers="keep")
 
 
-def measure(name: str, size: int, batch: int, sparse: bool, repeats: int = 3) -> float:
+def measure(name: str, variant: str, size: int, batch: int, sparse: bool, repeats: int = 3) -> float:
     """Median seconds per training step (after one warm-up step)."""
     torch.manual_seed(0)
-    model = VideoMAC(encoder_name=name, log_images_every_n_steps=0)
+    init = "official" if variant == "official" else "standard"
+    model = VideoMAC(encoder_name=name, encoder_variant=variant, init=init, log_images_every_n_steps=0)
     opt = torch.optim.AdamW(model.trainable_module().parameters(), lr=1e-4)
     frames = torch.randn(batch, 2, 3, size, size)
     train_step(model, opt, frames, sparse)
@@ -51,12 +61,12 @@ def measure(name: str, size: int, batch: int, sparse: bool, repeats: int = 3) ->
 def rows() -> list[dict]:
     """One row per encoder: dense step time vs masked-dense step time, ratio = masked / dense."""
     out = []
-    for name, size, batch in SETTINGS:
-        dense = measure(name, size, batch, sparse=False)
-        masked = measure(name, size, batch, sparse=True)
+    for name, variant, size, batch in SETTINGS:
+        dense = measure(name, variant, size, batch, sparse=False)
+        masked = measure(name, variant, size, batch, sparse=True)
         out.append(
             {
-                "benchmark": f"VideoMAC train step {name} {size}px batch {batch} (CPU fp32)",
+                "benchmark": f"VideoMAC train step {variant} {name} {size}px batch {batch} (CPU fp32)",
                 "a_name": "dense (no mask)",
                 "a_value": dense,
                 "b_name": "masked-dense sparse",
@@ -64,6 +74,19 @@ def rows() -> list[dict]:
                 "unit": "s",
                 "ratio": masked / dense,
                 "target": "<= 1.3",
+            }
+        )
+    for name in ("resnet18", "resnet50", "convnextv2_tiny", "convnextv2_small"):
+        timm_macs, official_macs = (videomac_encoder_macs(name, v) for v in ("timm", "official"))
+        out.append(
+            {
+                "benchmark": f"VideoMAC encoder {name} dense forward at 224 px: GMACs",
+                "a_name": "timm",
+                "a_value": timm_macs / 1e9,
+                "b_name": "official",
+                "b_value": official_macs / 1e9,
+                "unit": "GMAC",
+                "ratio": official_macs / timm_macs,
             }
         )
     return out

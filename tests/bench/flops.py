@@ -132,3 +132,20 @@ def siammae_shape(model) -> dict:
         decoder_depth=len(dec.blocks),
         decoder_mlp_ratio=dec.blocks[0].mlp.fc1.out_features / dec.decoder_embed.out_features,
     )
+
+
+# ----------------------------------------------------------------- VideoMAC encoders (counted, not analytic)
+def videomac_encoder_macs(model_name: str, variant: str, img_size: int = 224) -> int:
+    """Multiply-accumulates of one dense encoder forward (conv + Linear), counted by ``FlopCounterMode``.
+
+    The papers' "FLOPs" (ResNet-50 4.1 G) are these MACs; LayerNorm, GRN and GELU are not counted.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lightning_modules.components.encoders import build_encoder
+
+    encoder = build_encoder(model_name, variant).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        encoder(torch.zeros(1, 3, img_size, img_size))
+    return counter.get_total_flops() // 2
