@@ -192,3 +192,49 @@ def as_protocol(cfg: Protocol | PropagationConfig, benchmark: str) -> Protocol:
     if isinstance(cfg, PropagationConfig):
         return replace(get_protocol("legacy", benchmark), propagation=cfg)  # not "legacy" unless equal
     raise TypeError(f"expected a Protocol or PropagationConfig, got {type(cfg).__name__}")
+
+
+def _knob_types() -> dict[str, tuple[type, tuple | None]]:
+    """(type, choices) of every overridable knob, read from the two dataclasses' defaults."""
+    prop_choices = {"window": ("square", "circle", "circle_open"), "ties": ("keep", "exact"),
+                    "context": ("dino", "crw")}  # fmt: skip
+    out = {}
+    for name in PROTOCOL_KNOBS:
+        default = getattr(Protocol(name="x", source="x"), name)
+        out[name] = (tuple if isinstance(default, tuple) else type(default), _CHOICES.get(name))
+    for name in PROPAGATION_KNOBS:
+        out[name] = (type(getattr(PropagationConfig(), name)), prop_choices.get(name))
+    return out
+
+
+def add_protocol_arguments(parser) -> None:
+    """``--protocol`` plus one ``--<knob>`` flag per protocol / propagation field (unset = the protocol's)."""
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default="siammae", help="default: siammae")
+    for name, (kind, choices) in _knob_types().items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, type=_parse_bool, metavar="{true,false}", help=f"override {name}")
+        elif kind is tuple:
+            parser.add_argument(flag, type=_parse_floats, metavar="R,G,B", help=f"override {name}")
+        else:
+            parser.add_argument(flag, type=kind, choices=choices, help=f"override {name}")
+
+
+def overrides_from_args(args) -> dict:
+    """The knobs given on the command line (``add_protocol_arguments``), by field name."""
+    return {k: getattr(args, k) for k in _knob_types() if getattr(args, k, None) is not None}
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_floats(text: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 3:
+        raise ValueError(f"expected three comma-separated numbers, got {text!r}")
+    return values
