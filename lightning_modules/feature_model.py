@@ -1,10 +1,10 @@
 """``load_feature_model``: the one way to get a dense feature extractor (eval-all, the callback, notebooks).
 
 from lightning_modules import load_feature_model
-net = load_feature_model(ckpt="runs/siammae/last.ckpt")                       # a corrmae checkpoint
+net = load_feature_model(ckpt="runs/siammae/last.ckpt")  # a corrmae checkpoint
 net = load_feature_model(model="vit_small_patch16_224", weights="dino_deitsmall16_pretrain.pth")
-net = load_feature_model(model="pixels", patch_size=8)                         # raw-pixel baseline
-    feats = net.extract_features(frames)  # (B, 3, H, W) -> (B, D, H/s, W/s), s = net.feature_stride
+net = load_feature_model(model="pixels", patch_size=8)  # raw-pixel baseline
+feats = net.extract_features(frames)  # (B, 3, H, W) -> (B, D, H/s, W/s), s = net.feature_stride
 """
 
 from torch import nn
