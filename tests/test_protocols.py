@@ -1,4 +1,4 @@
-"""Every protocol rule on small hand-built cases (the oracle comparison itself is in README 'Evaluation protocols')."""
+"""Every protocol rule on small hand-built cases (the oracle comparison: README 'Evaluation protocols')."""
 
 import argparse
 import math
@@ -46,7 +46,7 @@ def test_cv2_uint8_resize_hand_computed():
     # 4 -> 3 columns: taps (0, 1) w (1707, 341), (1, 2) w (1024, 1024), (2, 3) w (341, 1707); fixed-point sums
     row = np.array([[0, 100, 200, 255]], dtype=np.uint8)
     assert resize_linear_uint8(row, (1, 3)).tolist() == [[17, 150, 246]]
-    # 2 -> 4 columns: 255 * 512 / 2048 = 63.75 in float; the 8-bit path gives ((130560 >> 4) * 2048 >> 16 + 2) >> 2
+    # 2 -> 4 columns: 255 * 512 / 2048 = 63.75 in float; 8-bit: ((130560 >> 4) * 2048 >> 16 + 2) >> 2 = 64
     up = resize_linear_uint8(np.array([[0, 255]], dtype=np.uint8), (1, 4))
     assert up.tolist() == [[0, 64, 191, 255]]
     same = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
@@ -117,11 +117,11 @@ def test_crw_decoder_is_one_resize_and_dino_decoder_min_max():
     assert torch.equal(crw10, up)
 
 
-# ------------------------------------------------------------------------------------------ position embeddings
+# ---------------------------------------------------------------------------------- position embeddings
 def test_dino_pos_embed_uses_the_scale_factor():
     side, grid = 14, (30, 52)
     ramp = torch.arange(side, dtype=torch.float32)
-    table = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"), -1).reshape(1, side * side, 2)  # (row, col)
+    table = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"), -1).reshape(1, side * side, 2)  # (r, c)
     table = torch.cat([torch.full((1, 1, 2), 7.0), table], 1)  # [CLS] row first
     out = dino_interpolate_pos_embed(table, grid)
     assert out.shape == (1, 1 + 30 * 52, 2) and torch.equal(out[:, 0], table[:, 0])
@@ -171,7 +171,7 @@ def test_timm_vit_dino_rule_matches_a_hand_written_dino_forward():
         assert not torch.allclose(net.extract_features(x), ref, atol=1e-4)
 
 
-# ------------------------------------------------------------------------------------------ bundles and overrides
+# ---------------------------------------------------------------------------------- bundles and overrides
 def test_protocol_table():
     p = {(n, b): get_protocol(n, b) for n in PROTOCOL_NAMES for b in ("davis", "vip", "jhmdb")}
     knobs = {k: (v.propagation.topk, v.propagation.queue_length, v.propagation.radius) for k, v in p.items()}
@@ -201,8 +201,8 @@ def test_overrides_and_description():
 def test_cli_flags_derive_from_the_dataclasses():
     parser = argparse.ArgumentParser()
     add_protocol_arguments(parser)
-    args = parser.parse_args(["--protocol", "dino", "--topk", "7", "--ties", "exact", "--minmax-norm", "false",
-                              "--std", "0.229,0.224,0.225", "--frame-resize", "float"])  # fmt: skip
+    flags = ["--protocol", "dino", "--topk", "7", "--ties", "exact", "--minmax-norm", "false"]
+    args = parser.parse_args([*flags, "--std", "0.229,0.224,0.225", "--frame-resize", "float"])
     assert args.protocol == "dino"
     assert overrides_from_args(args) == {"topk": 7, "ties": "exact", "minmax_norm": False,
                                          "std": (0.229, 0.224, 0.225), "frame_resize": "float"}  # fmt: skip
