@@ -209,3 +209,30 @@ def test_cli_flags_derive_from_the_dataclasses():
     with pytest.raises(SystemExit):
         parser.parse_args(["--window", "hexagon"])
     assert math.isclose(override(get_protocol("dino", "davis"), **overrides_from_args(args)).std[0], 0.229)
+
+
+def test_crw_scores_the_round_tripped_frame_zero_on_vip(tmp_path):
+    from callbacks.metrics import ConfusionMIoU
+    from callbacks.vip_jhmdb_eval import evaluate_vip
+    from datamodules.benchmark_gen import write_vip_fixture
+    from datamodules.vip import load_vip
+    from lightning_modules.feature_extractors import PixelFeatures
+
+    write_vip_fixture(tmp_path, num_videos=1, num_frames=3)
+    video = load_vip(tmp_path)[0]
+    net, size = PixelFeatures(8), (64, 48)
+    crw = get_protocol("crw", "vip")
+    roundtrip = evaluate_vip(net.extract_features, 8, [video], crw, size=size)[0]["confusion"]
+    as_gt = evaluate_vip(net.extract_features, 8, [video], override(crw, vip_first_frame="gt"), size=size)
+    gt0 = video.read_label(0).astype(np.int64)
+    classes = np.unique(gt0)
+    lookup = np.zeros(256, np.int64)
+    lookup[classes] = np.arange(len(classes))
+    first = first_frame_labels(lookup[gt0], size, 8, len(classes), crw)
+    frame0 = classes[decode_labels(first, 8, size, size, crw).numpy()]  # (64, 48) -> GT size below
+    frame0 = resize_id_map(frame0, gt0.shape, crw).numpy()
+    h_rt, h_gt = ConfusionMIoU(20), ConfusionMIoU(20)
+    h_rt.update(torch.from_numpy(frame0), torch.from_numpy(gt0))
+    h_gt.update(torch.from_numpy(gt0), torch.from_numpy(gt0))
+    assert np.array_equal(roundtrip - as_gt[0]["confusion"], (h_rt.hist - h_gt.hist).numpy())
+    assert not np.array_equal(frame0, gt0)  # the soft 8x8-cell labels do not reproduce part boundaries
