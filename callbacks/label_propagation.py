@@ -42,7 +42,7 @@ class PropagationConfig:
             ``test.py``: the video is front-padded with ``queue_length`` copies of frame 0, so the windowed
             queue holds frames t-m .. t-1 clamped to 0, and frame 0 is also the unrestricted long memory).
         soft_first_frame: bilinear (CRW) instead of nearest (DINO) downsampling of the first-frame labels;
-            read by the caller of `downsample_labels`.
+            read by the caller of `downsample_labels` (protocols use their ``label_downsample``).
         minmax_norm: per-channel min-max rescaling after upsampling, before argmax (DINO "norm_mask").
         chunk_size: query cells per tile (tile side = floor(sqrt(chunk_size))); trades speed for memory only.
     """

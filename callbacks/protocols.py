@@ -190,7 +190,9 @@ def as_protocol(cfg: Protocol | PropagationConfig, benchmark: str) -> Protocol:
     if isinstance(cfg, Protocol):
         return cfg
     if isinstance(cfg, PropagationConfig):
-        return replace(get_protocol("legacy", benchmark), propagation=cfg)  # not "legacy" unless equal
+        legacy = get_protocol("legacy", benchmark)
+        labels = "bilinear" if cfg.soft_first_frame else legacy.label_downsample  # the pre-protocol switch
+        return replace(legacy, propagation=cfg, label_downsample=labels)
     raise TypeError(f"expected a Protocol or PropagationConfig, got {type(cfg).__name__}")
 
 
