@@ -44,13 +44,26 @@ def preprocess_frames(
     return (x - mean) / std
 
 
-def resize_id_map(ids: np.ndarray | Tensor, size: tuple[int, int], protocol: Protocol) -> Tensor:
-    """Nearest resize of an integer id map (H, W) -> (size) int64 by the protocol's nearest rule."""
+def resize_id_map(
+    ids: np.ndarray | Tensor, size: tuple[int, int], protocol: Protocol, rule: str | None = None
+) -> Tensor:
+    """Nearest resize of an integer id map (H, W) -> (size) int64; ``rule`` default ``protocol.label_resize``.
+
+    ``pil``: PIL NEAREST (pixel centres, PIL's accumulation); ``nearest_exact``: torch; ``cv2_nearest``:
+    ``cv2.resize`` INTER_NEAREST, source index floor(i * in / out) (no half-pixel offset).
+    """
+    rule = rule or protocol.label_resize
     t = torch.as_tensor(np.asarray(ids).astype(np.int64))
     if tuple(t.shape) == tuple(size):
         return t
-    if protocol.label_resize == "pil":
+    if rule == "pil":
         return pil_nearest_resize(t, tuple(size))
+    if rule == "cv2_nearest":
+        (h_in, w_in), (h_out, w_out) = t.shape[-2:], size
+        # OpenCV multiplies by 1 / (out / in) in double, which floors exact integers like 9.0 to 8 at times
+        ys = np.minimum(np.floor(np.arange(h_out) * (1.0 / (h_out / h_in))).astype(np.int64), h_in - 1)
+        xs = np.minimum(np.floor(np.arange(w_out) * (1.0 / (w_out / w_in))).astype(np.int64), w_in - 1)
+        return t[torch.from_numpy(ys)][:, torch.from_numpy(xs)]
     return F.interpolate(t[None, None].float(), size=tuple(size), mode="nearest-exact")[0, 0].long()
 
 
@@ -64,9 +77,10 @@ def first_frame_labels(
     to the eval size, one-hot, bilinear to the grid (soft labels; CRW's ``cv2.resize`` of the one-hot).
     """
     grid = (eval_hw[0] // stride, eval_hw[1] // stride)
+    rule = protocol.first_frame_resize
     if protocol.label_downsample == "one_step":
-        return labels_onehot(resize_id_map(ids, grid, protocol), num_labels)
-    at_eval = labels_onehot(resize_id_map(ids, eval_hw, protocol), num_labels)  # (K, H_r, W_r)
+        return labels_onehot(resize_id_map(ids, grid, protocol, rule), num_labels)
+    at_eval = labels_onehot(resize_id_map(ids, eval_hw, protocol, rule), num_labels)  # (K, H_r, W_r)
     if protocol.label_downsample == "bilinear":
         return F.interpolate(at_eval[None], size=grid, mode="bilinear", align_corners=False)[0]
     return downsample_labels(at_eval, stride, soft=False)

@@ -57,8 +57,11 @@ class Protocol:
             then argmax.
         vip_first_frame: VIP frame 0 enters the confusion matrix as the ``gt`` (UVC, VFS) or as the
             ``roundtrip`` of its grid labels through the decoder (CRW writes and scores that).
-        label_resize: nearest rule for id maps (VIP predictions to the GT size, two-step labels): ``pil``
-            (PIL NEAREST, bit-exact) or ``nearest_exact`` (torch, legacy).
+        label_resize: nearest rule for id maps (VIP predictions to the GT size): ``pil`` (PIL NEAREST,
+            bit-exact) or ``nearest_exact`` (torch, legacy).
+        first_frame_resize: nearest rule taking the frame-0 ids to the eval size (or, for ``one_step``, to
+            the grid): ``pil``, ``nearest_exact`` (legacy) or ``cv2_nearest`` (``cv2.resize`` INTER_NEAREST,
+            source pixel floor(i * in / out): CRW/CropMAE ``vos.py``).
         propagation: the k-NN propagation knobs.
     """
 
@@ -74,6 +77,7 @@ class Protocol:
     decode: Literal["dino", "crw"] = "dino"
     vip_first_frame: Literal["gt", "roundtrip"] = "gt"
     label_resize: Literal["pil", "nearest_exact"] = "pil"
+    first_frame_resize: Literal["pil", "nearest_exact", "cv2_nearest"] = "pil"
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
 
     def __post_init__(self) -> None:
@@ -97,6 +101,7 @@ _CHOICES = {
     "decode": ("dino", "crw"),
     "vip_first_frame": ("gt", "roundtrip"),
     "label_resize": ("pil", "nearest_exact"),
+    "first_frame_resize": ("pil", "nearest_exact", "cv2_nearest"),
 }
 
 
@@ -135,13 +140,15 @@ def _named(name: str, benchmark: str) -> Protocol:
     if name == "crw":
         prop = PropagationConfig.preset("crw")
         src = "videowalk test.py + eval_vip.py / eval_pck.py"
-        rules = {"label_downsample": "bilinear", "decode": "crw", "vip_first_frame": "roundtrip"}
+        rules = {"label_downsample": "bilinear", "decode": "crw", "vip_first_frame": "roundtrip",
+                 "first_frame_resize": "cv2_nearest"}  # fmt: skip
         return _crw_frames("crw", src, prop, **rules)
     if name == "legacy":
         prop = PropagationConfig.preset(benchmark)
         return Protocol(name="legacy", source="corrmae <= e8ec117", width_rule="stride", frame_resize="float",
                         std=IMAGENET_STD, label_downsample="two_step", pos_embed="size",
-                        label_resize="nearest_exact", propagation=prop)  # fmt: skip
+                        label_resize="nearest_exact", first_frame_resize="nearest_exact",
+                        propagation=prop)  # fmt: skip
     raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOL_NAMES)}")
 
 

@@ -236,3 +236,12 @@ def test_crw_scores_the_round_tripped_frame_zero_on_vip(tmp_path):
     h_gt.update(torch.from_numpy(gt0), torch.from_numpy(gt0))
     assert np.array_equal(roundtrip - as_gt[0]["confusion"], (h_rt.hist - h_gt.hist).numpy())
     assert not np.array_equal(frame0, gt0)  # the soft 8x8-cell labels do not reproduce part boundaries
+
+
+def test_cv2_nearest_first_frame_rule_has_no_half_pixel_offset():
+    ids = torch.tensor([[1, 2]])
+    crw = get_protocol("crw", "vip")
+    assert resize_id_map(ids, (1, 3), crw, "cv2_nearest").tolist() == [[1, 1, 2]]  # floor(i * 2 / 3)
+    assert resize_id_map(ids, (1, 3), crw, "pil").tolist() == [[1, 2, 2]]  # floor((i + 0.5) * 2 / 3)
+    assert crw.first_frame_resize == "cv2_nearest"
+    assert get_protocol("dino", "davis").first_frame_resize == "pil"
