@@ -52,7 +52,8 @@ class SiamMAE(VideoSSLModule):
         num_log_samples: samples per logged image grid.
         compile_model: ``torch.compile`` the encoder and decoder blocks (names in the state dict unchanged).
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
-        pos_embed_resize: position embeddings at non-training sizes: ``interpolate`` or ``recompute``.
+        pos_embed_resize: position embeddings at non-training sizes: ``interpolate``, ``dino`` (DINO's
+            ``interpolate_pos_encoding``) or ``recompute``; evaluation protocols override it while they run.
         mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
         nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
             (``raise``), naming the batch's videos (see ``VideoSSLModule``).
