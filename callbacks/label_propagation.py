@@ -33,10 +33,16 @@ class PropagationConfig:
         radius: neighbourhood radius in feature cells (Table 4b "neighborhood size": 20 DAVIS/JHMDB, 8 VIP).
         temperature: tau in exp(cos/tau). SiamMAE does not state it; 0.1 is DINO's hard-coded value, which
             SiamMAE's DINO-style flags (topk, n_last_frames, size_mask_neighborhood) point to.
-        window: "square" (DINO, Chebyshev |dy|,|dx| <= r) or "circle" (CRW/VFS, dy^2 + dx^2 <= r^2).
+        window: "square" (DINO, Chebyshev |dy|,|dx| <= r), "circle" (VFS, dy^2 + dx^2 <= r^2) or
+            "circle_open" (CRW ``MaskedAttention``, dy^2 + dx^2 < r^2).
         window_first_frame: restrict frame 0 to the neighbourhood too (DINO: yes; CRW: no).
+        ties: "keep" every candidate tied with the k-th value (DINO ``aff[aff < kth] = 0``) or "exact" k
+            (``torch.topk``: CRW, VFS).
+        context: "dino" (frame 0 once + the last ``queue_length`` predictions) or "crw" (videowalk
+            ``test.py``: the video is front-padded with ``queue_length`` copies of frame 0, so the windowed
+            queue holds frames t-m .. t-1 clamped to 0, and frame 0 is also the unrestricted long memory).
         soft_first_frame: bilinear (CRW) instead of nearest (DINO) downsampling of the first-frame labels;
-            read by the caller of `downsample_labels`.
+            read by the caller of `downsample_labels` (protocols use their ``label_downsample``).
         minmax_norm: per-channel min-max rescaling after upsampling, before argmax (DINO "norm_mask").
         chunk_size: query cells per tile (tile side = floor(sqrt(chunk_size))); trades speed for memory only.
     """
@@ -45,8 +51,10 @@ class PropagationConfig:
     queue_length: int = 20
     radius: float = 20.0
     temperature: float = 0.1
-    window: Literal["square", "circle"] = "square"
+    window: Literal["square", "circle", "circle_open"] = "square"
     window_first_frame: bool = True
+    ties: Literal["keep", "exact"] = "keep"
+    context: Literal["dino", "crw"] = "dino"
     soft_first_frame: bool = False
     minmax_norm: bool = True
     chunk_size: int = 64
@@ -60,33 +68,42 @@ class PropagationConfig:
             raise ValueError(f"radius must be >= 0, got {self.radius}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.window not in ("square", "circle"):
-            raise ValueError(f"window must be 'square' or 'circle', got {self.window!r}")
+        if self.window not in ("square", "circle", "circle_open"):
+            raise ValueError(f"window must be 'square', 'circle' or 'circle_open', got {self.window!r}")
+        if self.ties not in ("keep", "exact"):
+            raise ValueError(f"ties must be 'keep' or 'exact', got {self.ties!r}")
+        if self.context not in ("dino", "crw"):
+            raise ValueError(f"context must be 'dino' or 'crw', got {self.context!r}")
+        if self.context == "crw" and self.window_first_frame:
+            raise ValueError("context='crw' searches frame 0 over the whole grid: window_first_frame=False")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
     @classmethod
     def preset(cls, name: PresetName) -> PropagationConfig:
-        """Named settings: SiamMAE Table 4b per benchmark, DINO's script defaults, CRW's README DAVIS command.
+        """Propagation knobs only (the full protocols are ``callbacks.protocols``); kept for the study/demo.
 
         "davis"/"vip"/"jhmdb" use DINO semantics (square window on all frames, hard first frame, min-max,
-        tau 0.1) with Table 4b's (k, queue, radius). "dino" is `eval_video_segmentation.py`'s defaults.
-        "crw" is videowalk's DAVIS command (T 0.05, k 10, 20 frames, radius 12 circle, frame 0 unrestricted,
-        bilinear first-frame labels, no min-max); CRW's strict `dist < 12` is the inclusive circle 11.99.
+        tau 0.1) with Table 4b's (k, queue, radius) and exactly-k top-k (corrmae's pre-protocol behaviour).
+        "dino" is `eval_video_segmentation.py`'s defaults (ties kept). "crw" is videowalk's DAVIS command
+        (T 0.05, k 10, 20 padded frames, open radius-12 circle, frame 0 unrestricted, bilinear first-frame
+        labels, no min-max).
         """
-        davis = cls()
+        davis = cls(ties="exact")
         presets = {
             "davis": davis,
             "vip": replace(davis, topk=10, radius=8.0),
             "jhmdb": replace(davis, minmax_norm=False),  # keypoints are decoded from the soft grid maps
-            "dino": replace(davis, topk=5, queue_length=7, radius=12.0),
+            "dino": replace(davis, topk=5, queue_length=7, radius=12.0, ties="keep"),
             "crw": cls(
                 topk=10,
                 queue_length=20,
-                radius=11.99,
+                radius=12.0,
                 temperature=0.05,
-                window="circle",
+                window="circle_open",
                 window_first_frame=False,
+                ties="exact",
+                context="crw",
                 soft_first_frame=True,
                 minmax_norm=False,
             ),
@@ -96,8 +113,13 @@ class PropagationConfig:
         return presets[name]
 
 
-def context_indices(t: int, queue_length: int) -> list[int]:
-    """Context frames of target t: frame 0 plus the last `queue_length` predicted frames (never 0 twice)."""
+def context_indices(t: int, queue_length: int, context: str = "dino") -> list[int]:
+    """Context frames of target t: frame 0 plus the last `queue_length` predicted frames.
+
+    "dino" never repeats frame 0; "crw" always has 1 + queue_length entries, frames t-m .. t-1 clamped to 0.
+    """
+    if context == "crw":
+        return [0, *(max(0, i) for i in range(t - queue_length, t))]
     return [0, *range(max(1, t - queue_length), t)]
 
 
@@ -125,7 +147,8 @@ def propagate_frame(query: Tensor, ctx_feats: Tensor, ctx_labels: Tensor, cfg: P
     _check_inputs(ctx_feats, ctx_labels[0])
     plan = frame_plan(tuple(query.shape[-2:]), cfg.chunk_size, cfg.radius, cfg.window, query.device)
     ctx = FrameContext.from_frames(ctx_feats, ctx_labels, cfg.window_first_frame)
-    out = propagate_tiles(query.permute(1, 2, 0).contiguous(), ctx, plan, cfg.topk, cfg.temperature)
+    query = query.permute(1, 2, 0).contiguous()  # (h, w, D)
+    out = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature, cfg.ties == "keep")
     return out.permute(2, 0, 1)  # (K, h, w)
 
 
@@ -139,18 +162,21 @@ def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig 
 
     Returns:
         (T, K, h, w) soft labels; frame 0 is `first_labels`, frame t > 0 is predicted from frame 0 and the
-        predictions of frames max(1, t - queue_length) .. t-1.
+        predictions of frames max(1, t - queue_length) .. t-1 (``context="crw"``: t - queue_length .. t-1,
+        indices below 0 being copies of frame 0).
     """
     cfg = cfg or PropagationConfig()
     _check_inputs(feats, first_labels)
     t_len, d, h, w = feats.shape
     out = feats.new_empty(t_len, h, w, first_labels.shape[0])  # (T, h, w, K)
     out[0] = first_labels.permute(1, 2, 0)
-    ctx = FrameContext.for_video(feats[0].permute(1, 2, 0), out[0], cfg.queue_length, cfg.window_first_frame)
+    ctx = FrameContext.for_video(
+        feats[0].permute(1, 2, 0), out[0], cfg.queue_length, cfg.window_first_frame, cfg.context == "crw"
+    )
     plan = frame_plan((h, w), cfg.chunk_size, cfg.radius, cfg.window, feats.device)
     for t in range(1, t_len):
         query = feats[t].permute(1, 2, 0).contiguous()  # (h, w, D), one frame at a time: no video-sized copy
-        out[t] = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature)
+        out[t] = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature, cfg.ties == "keep")
         ctx.push(query, out[t], t)
     return out.permute(0, 3, 1, 2).contiguous()  # (T, K, h, w)
 
@@ -220,6 +246,16 @@ def labels_to_pixels(
     if size is not None and tuple(size) != tuple(up.shape[-2:]):
         up = pil_nearest_resize(up, tuple(size))
     return up
+
+
+def predict_mask_resized(soft: Tensor, size: tuple[int, int]) -> Tensor:
+    """CRW ``dump_predictions``: one bilinear resize of the soft map (K, h, w) straight to ``size``, argmax.
+
+    cv2.resize INTER_LINEAR on float32 samples at (i + 0.5) * in / out - 0.5 with edge clamping, which is
+    ``F.interpolate(..., align_corners=False)``; no min-max normalisation (``--norm_mask`` is off by default).
+    """
+    up = F.interpolate(soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return up.argmax(dim=0)
 
 
 def predict_mask(

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-WindowShape = Literal["square", "circle"]
+WindowShape = Literal["square", "circle", "circle_open"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ def neighbourhood_mask(
 ) -> Tensor:
     """Which sources lie in each query's neighbourhood.
 
-    Square (DINO): |dy| <= r and |dx| <= r. Circle: dy^2 + dx^2 <= r^2 (inclusive; CRW's strict
-    `dist < 12` is the same cell set as `dist <= 11.99`).
+    Square (DINO): |dy| <= r and |dx| <= r. Circle: dy^2 + dx^2 <= r^2. Open circle (CRW's
+    ``MaskedAttention``): dy^2 + dx^2 < r^2, so radius 12 keeps 437 cells where the closed circle keeps 441.
 
     Args:
         query_yx: (n_q, 2) integer grid coordinates of the queries.
@@ -91,7 +91,9 @@ def neighbourhood_mask(
         return (d <= radius).all(dim=-1)
     if window == "circle":
         return (d * d).sum(dim=-1) <= radius * radius
-    raise ValueError(f"window must be 'square' or 'circle', got {window!r}")
+    if window == "circle_open":
+        return (d * d).sum(dim=-1) < radius * radius
+    raise ValueError(f"window must be 'square', 'circle' or 'circle_open', got {window!r}")
 
 
 def tile_mask(tile: Tile, radius: float, window: WindowShape, device: torch.device) -> Tensor:
@@ -128,6 +130,28 @@ def blocked_topk(logits: Tensor, k: int, block: int = 32) -> tuple[Tensor, Tenso
     return values, rows.gather(0, pick)
 
 
+def topk_keep_ties(logits: Tensor, k: int, block: int = 32) -> tuple[Tensor, Tensor]:
+    """Top-k along dim 0 that also keeps every row tied with the k-th value (DINO's ``aff < kth = 0``).
+
+    Rows past the k-th that are not tied come back as -inf (weight 0 after the softmax). The search widens
+    (k, 2k, 8k, ...) until the last row fetched is below the k-th value in every column, so the tie set is
+    complete however many duplicates a column has (e.g. a static scene repeats a frame exactly).
+
+    Returns:
+        values (k', n), k' >= k, descending, -inf beyond each column's tie set, and their row indices.
+    """
+    s = logits.shape[0]
+    k = min(k, s)
+    fetch = min(2 * k, s)
+    while True:
+        values, index = blocked_topk(logits, fetch, block)
+        kth = values[k - 1]  # (n,)
+        if fetch == s or not bool((values[-1] == kth).any()):
+            break
+        fetch = min(4 * fetch, s)
+    return values.masked_fill(values < kth, -math.inf), index
+
+
 # ------------------------------------------------------------------------------------- tiled propagation
 _BLOCK = 32  # candidate rows per block in `blocked_topk`
 Plan = list[tuple[Tile, "Tensor | None"]]
@@ -161,12 +185,20 @@ class FrameContext:
     n_valid: int
     free_feats: Tensor | None = None
     free_labels: Tensor | None = None
+    padded: bool = False
 
     @classmethod
     def for_video(
-        cls, feats0: Tensor, labels0: Tensor, queue_length: int, window_first: bool
+        cls, feats0: Tensor, labels0: Tensor, queue_length: int, window_first: bool, pad: bool = False
     ) -> FrameContext:
-        """Empty queue + reference frame: feats0 (h, w, D), labels0 (h, w, K)."""
+        """Queue + reference frame: feats0 (h, w, D), labels0 (h, w, K).
+
+        ``pad`` (CRW ``test.py``): the queue starts full of copies of frame 0, so target t sees frames
+        t - m .. t - 1 with negative indices clamped to 0; requires ``window_first=False`` (frame 0 is then
+        also the unrestricted long-term memory).
+        """
+        if pad and window_first:
+            raise ValueError("a padded (CRW) queue needs window_first=False: frame 0 is the free long memory")
         (h, w, d), k, first = feats0.shape, labels0.shape[-1], int(window_first)
         # Zeros, not empty: unfilled slots can be picked with weight 0, and 0 * NaN garbage would be NaN.
         ctx = cls(
@@ -178,6 +210,10 @@ class FrameContext:
             ctx.ring_feats[:, :, 0], ctx.ring_labels[:, :, 0] = feats0, labels0
         else:
             ctx.free_feats, ctx.free_labels = feats0.reshape(h * w, d), labels0.reshape(h * w, k)
+        if pad and queue_length:
+            ctx.ring_feats[:] = feats0[:, :, None]
+            ctx.ring_labels[:] = labels0[:, :, None]
+            ctx.n_valid, ctx.padded = queue_length, True
         return ctx
 
     @classmethod
@@ -202,11 +238,16 @@ class FrameContext:
         if m:
             slot = first + (t - 1) % m
             self.ring_feats[:, :, slot], self.ring_labels[:, :, slot] = feats, labels
-            self.n_valid = first + min(t, m)
+            self.n_valid = first + (m if self.padded else min(t, m))
 
 
-def propagate_tiles(query: Tensor, ctx: FrameContext, plan: Plan, topk: int, temperature: float) -> Tensor:
-    """One target frame, tile by tile: query (h, w, D) -> soft labels (h, w, K)."""
+def propagate_tiles(
+    query: Tensor, ctx: FrameContext, plan: Plan, topk: int, temperature: float, keep_ties: bool = False
+) -> Tensor:
+    """One target frame, tile by tile: query (h, w, D) -> soft labels (h, w, K).
+
+    ``keep_ties``: DINO's rule (every candidate tied with the k-th is kept); else exactly k (CRW, VFS).
+    """
     h, w, d = query.shape
     slots = ctx.ring_feats.shape[2]
     n_free = 0 if ctx.free_feats is None else h * w
@@ -228,7 +269,8 @@ def propagate_tiles(query: Tensor, ctx: FrameContext, plan: Plan, topk: int, tem
             win[:, ctx.n_valid :] = -math.inf  # queue slots not filled yet
             if outside is not None:
                 win.masked_fill_(outside[:, None, :], -math.inf)
-        values, index = blocked_topk(logits, min(topk, n_rows), _BLOCK)  # (k, n_q), jointly over frames
+        select = topk_keep_ties if keep_ties else blocked_topk
+        values, index = select(logits, min(topk, n_rows), _BLOCK)  # (k, n_q), jointly over frames
         weights = torch.softmax(values / temperature, dim=0)  # (k, n_q)
         src = _candidate_labels(index, ctx, tile, n_free)  # (k, n_q, K)
         out[y0:y1, x0:x1] = torch.einsum("kq,kqc->qc", weights, src).reshape(y1 - y0, x1 - x0, -1)

@@ -14,7 +14,6 @@ the same scores from the sorted, merged per-video records, so no rank-0-only col
 the result equals the 1-process result exactly. Every rank logs the identical value (no ``sync_dist``).
 """
 
-from dataclasses import replace
 from typing import Literal
 
 import lightning as L
@@ -24,8 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from callbacks.label_propagation import PresetName, PropagationConfig
 from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
+from callbacks.protocol_steps import pos_embed_rule
+from callbacks.protocols import ProtocolName, describe, get_protocol, override
 
 Benchmark = Literal["davis", "vip", "jhmdb"]
 
@@ -69,12 +69,13 @@ class LabelPropagationCallback(Callback):
         at_fit_end: also evaluate after the last epoch.
         short_side: DAVIS evaluation short side (protocol 480; None = native size, for small demo data).
             VIP (560x560) and JHMDB (320x320) use their protocol's fixed square size.
-        width_rule: DAVIS long-side rule, ``stride`` (ours) or ``dino64`` (DINO's script).
-        preset: propagation preset; None = the benchmark's SiamMAE Table 4b setting.
-        topk: override the preset's top-k.
-        queue_length: override the preset's queue length.
-        radius: override the preset's neighbourhood radius.
-        temperature: override the preset's softmax temperature.
+        protocol: evaluation protocol (``callbacks.protocols``: siammae, dino, crw, legacy).
+        width_rule: override the protocol's DAVIS long-side rule (``dino64`` | ``stride``).
+        topk: override the protocol's top-k.
+        queue_length: override the protocol's queue length.
+        radius: override the protocol's neighbourhood radius.
+        temperature: override the protocol's softmax temperature.
+        overrides: any other protocol knob by name (e.g. ``{"ties": "exact", "frame_resize": "float"}``).
         max_videos: evaluate only the first N videos of the split (quick monitoring).
         log_images: log propagated frames overlaid on the video to TensorBoard (paper Fig. 3).
         num_image_frames: frames in that picture.
@@ -92,12 +93,13 @@ class LabelPropagationCallback(Callback):
         every_n_epochs: int = 1,
         at_fit_end: bool = True,
         short_side: int | None = 480,
-        width_rule: Literal["stride", "dino64"] = "stride",
-        preset: PresetName | None = None,
+        protocol: ProtocolName = "siammae",
+        width_rule: Literal["stride", "dino64"] | None = None,
         topk: int | None = None,
         queue_length: int | None = None,
         radius: float | None = None,
         temperature: float | None = None,
+        overrides: dict | None = None,
         max_videos: int | None = None,
         log_images: bool = True,
         num_image_frames: int = 4,
@@ -110,12 +112,11 @@ class LabelPropagationCallback(Callback):
         self.benchmark, self.name, self.at_fit_start = benchmark, name or benchmark, at_fit_start
         self.root, self.split, self.max_videos = root, split, max_videos
         self.every_n_epochs, self.at_fit_end = every_n_epochs, at_fit_end
-        self.short_side, self.width_rule = short_side, width_rule
-        overrides = {"topk": topk, "queue_length": queue_length, "radius": radius, "temperature": temperature}
-        self.cfg = replace(
-            PropagationConfig.preset(preset or benchmark),
-            **{k: v for k, v in overrides.items() if v is not None},
-        )
+        self.short_side = short_side
+        knobs = {"width_rule": width_rule, "topk": topk, "queue_length": queue_length, "radius": radius,
+                 "temperature": temperature, **(overrides or {})}  # fmt: skip
+        self.cfg = override(get_protocol(protocol, benchmark), **knobs)
+        self.protocol_name = describe(self.cfg)
         self.log_images, self.num_image_frames, self.batch_frames = log_images, num_image_frames, batch_frames
         self._videos: list | None = None
         self._done_epoch = -1
@@ -164,10 +165,10 @@ class LabelPropagationCallback(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), pos_embed_rule(pl_module, self.cfg.pos_embed):
                 records = evaluate_benchmark(
                     self.benchmark, pl_module.extract_features, pl_module.feature_stride, local, self.cfg,
-                    short_side=self.short_side, width_rule=self.width_rule, device=pl_module.device,
+                    short_side=self.short_side, device=pl_module.device,
                     batch_frames=self.batch_frames, preview=self.num_image_frames if self.log_images else 0,
                 )  # fmt: skip
         finally:
@@ -178,7 +179,7 @@ class LabelPropagationCallback(Callback):
         for name, value in scores.items() if log else ():
             pl_module.log(f"val/{self.name}_{name}", value, on_epoch=True, sync_dist=False)
         rank_zero_info(
-            f"epoch {trainer.current_epoch}: {self.name} "
+            f"epoch {trainer.current_epoch}: {self.name} [{self.protocol_name}] "
             + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
         )
         if previews and trainer.is_global_zero:

@@ -20,9 +20,10 @@ from callbacks.label_propagation import (
     PropagationConfig,
     downsample_labels,
     labels_onehot,
-    predict_mask,
     propagate_video,
 )
+from callbacks.protocol_steps import decode_labels, first_frame_labels, preprocess_frames
+from callbacks.protocols import Protocol, as_protocol, get_protocol
 from datamodules.davis import DavisSequence, eval_size, write_palette_png
 
 FeatureFn = Callable[[Tensor], Tensor]
@@ -50,12 +51,17 @@ def video_features(
     stride: int,
     device: torch.device | str = "cpu",
     batch_frames: int = 8,
+    protocol: Protocol | None = None,
 ) -> Tensor:
-    """Features of every frame, L2-normalised over D: (T, D, H/stride, W/stride) on ``device``."""
+    """Features of every frame, L2-normalised over D: (T, D, H/stride, W/stride) on ``device``.
+
+    Frames are resized and normalised by ``protocol`` (default: the legacy float path, ImageNet constants).
+    """
+    protocol = protocol or get_protocol("legacy", "davis")
     chunks = []
     for start in range(0, num_frames, batch_frames):
         idx = range(start, min(start + batch_frames, num_frames))
-        x = preprocess(np.stack([read_frame(i) for i in idx]), size, device)  # (b, 3, H, W)
+        x = preprocess_frames(np.stack([read_frame(i) for i in idx]), size, protocol, device)  # (b, 3, H, W)
         f = feature_fn(x).float()  # (b, D, h, w)
         if tuple(f.shape[-2:]) != (size[0] // stride, size[1] // stride):
             raise ValueError(f"features {tuple(f.shape)} do not match size {size} / stride {stride}")
@@ -94,13 +100,13 @@ def evaluate_davis(
     feature_fn: FeatureFn,
     stride: int,
     videos: Sequence[DavisSequence],
-    cfg: PropagationConfig,
+    cfg: Protocol | PropagationConfig,
     out_dir: str | Path | None = None,
     short_side: int | None = 480,
-    width_rule: str = "stride",
     device: torch.device | str = "cpu",
     batch_frames: int = 8,
     preview: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Semi-supervised VOS by label propagation, scored with ``DavisJF`` (davis2017-evaluation semantics).
 
@@ -108,28 +114,33 @@ def evaluate_davis(
         feature_fn: dense feature extractor.
         stride: its feature stride.
         videos: sequences to evaluate.
-        cfg: propagation settings (``PropagationConfig.preset("davis")`` for the protocol).
+        cfg: the evaluation protocol (``callbacks.protocols``); a bare ``PropagationConfig`` means the
+            legacy protocol with those propagation knobs.
         out_dir: if given, predictions go to ``<out_dir>/<seq>/<stem>.png`` at the original size.
-        short_side: evaluation short side (480 in the protocol; None keeps the native size).
-        width_rule: ``"stride"`` or ``"dino64"``, see ``datamodules.davis.eval_size``.
+        short_side: evaluation short side (480 in the protocol; None keeps the native size); the long side
+            follows the protocol's ``width_rule`` (``datamodules.davis.eval_size``).
         device: where features and propagation run.
         batch_frames: frames per ``feature_fn`` call.
         preview: overlay pictures of this many frames are kept for the first video (0 = none).
+        progress: called with the frame count after each video (progress bars).
 
     Returns:
         One record per sequence: ``{"sequence", "rows": [per-object J/F stats], "preview"?}``.
     """
     from callbacks.metrics import DavisJF
 
+    protocol = as_protocol(cfg, "davis")
     records = []
     for n, seq in enumerate(videos):
-        size = eval_size(*seq.size, short_side, stride, width_rule)
-        feats = video_features(feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames)
-        first = resize_ids(seq.first_mask(), size)  # (H_r, W_r)
-        soft = propagate_ids(feats, first, seq.num_objects + 1, stride, cfg)  # (T, K, h, w)
+        size = eval_size(*seq.size, short_side, stride, protocol.width_rule)
+        feats = video_features(
+            feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames, protocol
+        )
+        first = first_frame_labels(seq.first_mask(), size, stride, seq.num_objects + 1, protocol).to(feats)
+        soft = propagate_video(feats, first, protocol.propagation)  # (T, K, h, w)
         gt = seq.read_masks()  # (T, H, W)
         pred = np.stack(
-            [gt[0]] + [predict_mask(s, stride, seq.size, cfg.minmax_norm).cpu().numpy() for s in soft[1:]]
+            [gt[0]] + [decode_labels(s, stride, size, seq.size, protocol).cpu().numpy() for s in soft[1:]]
         ).astype(np.uint8)  # (T, H, W); frame 0 is the given annotation (not evaluated)
         if out_dir is not None:
             for path, mask in zip(seq.frame_paths, pred):
@@ -142,6 +153,8 @@ def evaluate_davis(
                 [overlay(seq.read_frame(t), pred[t], seq.palette) for t in _preview_frames(len(seq), preview)]
             )
         records.append(record)
+        if progress is not None:
+            progress(len(seq))
     return records
 
 
@@ -183,12 +196,12 @@ def load_benchmark(
 def evaluate_benchmark(
     benchmark: str, feature_fn: FeatureFn, stride: int, videos: Sequence, cfg, **kwargs
 ) -> list:
-    """``evaluate_<benchmark>``; DAVIS-only keywords (short_side, width_rule) are dropped for VIP / JHMDB."""
+    """``evaluate_<benchmark>``; the DAVIS-only keyword short_side is dropped for VIP / JHMDB."""
     from callbacks.vip_jhmdb_eval import evaluate_jhmdb, evaluate_vip
 
     if benchmark == "davis":
         return evaluate_davis(feature_fn, stride, videos, cfg, **kwargs)
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("short_side", "width_rule")}
+    kwargs = {k: v for k, v in kwargs.items() if k != "short_side"}
     fn = {"vip": evaluate_vip, "jhmdb": evaluate_jhmdb}[benchmark]
     return fn(feature_fn, stride, videos, cfg, **kwargs)
 

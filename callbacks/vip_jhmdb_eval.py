@@ -8,7 +8,7 @@ grid plus a background channel; top-k weighted decoding; PCK with the 0.6 x GT-b
 skipped, macro mean over joints.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from callbacks.label_propagation import PropagationConfig, downsample_labels, predict_mask, propagate_video
+from callbacks.label_propagation import PropagationConfig, propagate_video
 from callbacks.metrics import ConfusionMIoU, confusion_iou
-from callbacks.propagation_eval import FeatureFn, _preview_frames, overlay, resize_ids, video_features
+from callbacks.propagation_eval import FeatureFn, _preview_frames, overlay, video_features
+from callbacks.protocol_steps import decode_labels, first_frame_labels, resize_id_map
+from callbacks.protocols import Protocol, as_protocol
 from datamodules.davis import voc_palette
 from datamodules.vip import EVAL_SIZE as VIP_SIZE
 from datamodules.vip import NUM_CLASSES
@@ -30,35 +32,39 @@ def evaluate_vip(
     feature_fn: FeatureFn,
     stride: int,
     videos: Sequence,
-    cfg: PropagationConfig,
+    cfg: Protocol | PropagationConfig,
     out_dir: str | Path | None = None,
     size: tuple[int, int] = VIP_SIZE,
     device: torch.device | str = "cpu",
     batch_frames: int = 8,
     preview: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Body-part propagation; one record ``{"video", "confusion": (20, 20) int64}`` per video."""
+    """Body-part propagation; one record ``{"video", "confusion": (20, 20) int64}`` per video.
+
+    ``cfg`` is the protocol (a bare ``PropagationConfig`` = legacy); ``size`` the eval frame size.
+    """
+    protocol = as_protocol(cfg, "vip")
     records = []
     for n, video in enumerate(videos):
-        feats = video_features(feature_fn, video.read_frame, len(video), size, stride, device, batch_frames)
+        feats = video_features(
+            feature_fn, video.read_frame, len(video), size, stride, device, batch_frames, protocol
+        )
         gt0 = video.read_label(0)
         classes = np.unique(gt0[gt0 < NUM_CLASSES])  # only classes present in frame 0 can be predicted
         lookup = np.full(256, 0, dtype=np.int64)
         lookup[classes] = np.arange(len(classes))
-        first = resize_ids(lookup[gt0], size).to(device)  # (560, 560) channel indices
-        onehot = torch.nn.functional.one_hot(first, len(classes)).permute(2, 0, 1).float()  # (L, 560, 560)
-        soft = propagate_video(
-            feats, downsample_labels(onehot, stride, cfg.soft_first_frame), cfg
-        )  # (T,L,h,w)
+        first = first_frame_labels(lookup[gt0], size, stride, len(classes), protocol).to(feats)  # (L, h, w)
+        soft = propagate_video(feats, first, protocol.propagation)  # (T, L, h, w)
         confusion = ConfusionMIoU(NUM_CLASSES, sync_on_compute=False)  # per video; ranks merge the records
         preds = []
         for t in range(len(video)):
             gt = gt0 if t == 0 else video.read_label(t)
-            if t == 0:
+            if t == 0 and protocol.vip_first_frame == "gt":
                 pred = gt0.astype(np.int64)  # frame 0 is the given annotation (UVC)
-            else:
-                chan = predict_mask(soft[t], stride, VIP_SIZE, cfg.minmax_norm).cpu().numpy()  # (560, 560)
-                pred = resize_ids(classes[chan], gt.shape).numpy()  # nearest to the GT size
+            else:  # CRW also scores frame 0 as its grid labels decoded back (its "roundtrip")
+                chan = decode_labels(soft[t], stride, size, size, protocol).cpu()  # (560, 560) channel ids
+                pred = resize_id_map(classes[chan.numpy()], gt.shape, protocol).numpy()  # to the GT size
             preds.append(pred)
             confusion.update(torch.from_numpy(pred), torch.from_numpy(gt.astype(np.int64)))
             if out_dir is not None:
@@ -71,6 +77,8 @@ def evaluate_vip(
             idx = _preview_frames(len(video), preview)
             record["preview"] = np.stack([overlay(video.read_frame(t), preds[t], pal) for t in idx])
         records.append(record)
+        if progress is not None:
+            progress(len(video))
     return records
 
 
@@ -91,25 +99,29 @@ def evaluate_jhmdb(
     feature_fn: FeatureFn,
     stride: int,
     videos: Sequence,
-    cfg: PropagationConfig,
+    cfg: Protocol | PropagationConfig,
     out_dir: str | Path | None = None,
     size: tuple[int, int] = (320, 320),
     device: torch.device | str = "cpu",
     batch_frames: int = 8,
     preview: int = 0,
     topk_decode: int = 3,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Keypoint propagation; one record ``{"video", "pred", "gt"}`` ((T, 15, 2) original px) per video."""
     from callbacks.metrics import heatmaps_from_joints, joints_from_heatmaps
 
+    protocol = as_protocol(cfg, "jhmdb")
     records = []
     for video in videos:
-        feats = video_features(feature_fn, video.read_frame, len(video), size, stride, device, batch_frames)
+        feats = video_features(
+            feature_fn, video.read_frame, len(video), size, stride, device, batch_frames, protocol
+        )
         grid = tuple(feats.shape[-2:])
         h_o, w_o = video.size
         scale = np.array([grid[1] / w_o, grid[0] / h_o])  # original px -> grid cells (x, y)
         first = heatmaps_from_joints(torch.as_tensor(video.joints[0] * scale), grid).to(feats)  # (16, h, w)
-        soft = propagate_video(feats, first, cfg)  # (T, 16, h, w)
+        soft = propagate_video(feats, first, protocol.propagation)  # (T, 16, h, w)
         soft[0] = first  # frame 0 uses the GT heatmap itself
         pred = (
             joints_from_heatmaps(soft[:, :-1], topk=topk_decode).cpu().numpy().astype(np.float64)
@@ -117,6 +129,8 @@ def evaluate_jhmdb(
         visible = pred[..., 0] >= 0
         pred = np.where(visible[..., None], pred / scale, -1.0)  # (T, 15, 2) original px; -1 = not visible
         records.append({"video": video.name, "pred": pred, "gt": np.asarray(video.joints, dtype=np.float64)})
+        if progress is not None:
+            progress(len(video))
     return records
 
 

@@ -15,20 +15,28 @@ same sharding and exact merge as ``LabelPropagationCallback``).
 import argparse
 import csv
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_callback import gather_records, shard
 from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
-from lightning_modules.feature_extractors import build_feature_extractor
+from callbacks.protocol_steps import pos_embed_rule
+from callbacks.protocols import (
+    Protocol,
+    add_protocol_arguments,
+    describe,
+    get_protocol,
+    override,
+    overrides_from_args,
+)
+from lightning_modules.eval_progress import benchmark_progress
+from lightning_modules.feature_model import load_feature_model
 
 DIRS = {"davis": "DAVIS", "vip": "VIP", "jhmdb": "JHMDB"}
-COLUMNS = ("checkpoint", "backbone", "J&F", "J", "F", "mIoU", "PCK@0.1", "PCK@0.2")
+COLUMNS = ("checkpoint", "backbone", "protocol", "J&F", "J", "F", "mIoU", "PCK@0.1", "PCK@0.2")
 
 
 class PropagationEvaluator(L.LightningModule):
@@ -50,23 +58,32 @@ class PropagationEvaluator(L.LightningModule):
         for name, videos in self.benchmarks.items():
             local = shard(videos, self.global_rank, self.trainer.world_size)
             out = Path(self.args["out"]) / name
-            with torch.no_grad():
+            protocol = self.configs[name]
+            with (
+                torch.no_grad(),
+                pos_embed_rule(self.extractor, protocol.pos_embed),
+                benchmark_progress(
+                    name, local, self.args.get("progress", True) and self.global_rank == 0
+                ) as advance,
+            ):
                 records = evaluate_benchmark(
                     name, self.extractor.extract_features, self.extractor.feature_stride, local,
-                    self.configs[name], out_dir=out if name == "davis" else None, device=self.device,
-                    short_side=self.args["short_side"], width_rule=self.args["width_rule"],
-                    batch_frames=self.args["batch_frames"],
+                    protocol, out_dir=out if name == "davis" else None, device=self.device,
+                    short_side=self.args["short_side"], batch_frames=self.args["batch_frames"],
+                    progress=advance,
                 )  # fmt: skip
             merged = gather_records(records)
             self.records[name] = merged
             self.scores[name] = summarize_benchmark(name, merged)
 
 
-def propagation_configs(args: argparse.Namespace) -> dict[str, PropagationConfig]:
-    """Each benchmark's preset (SiamMAE Table 4b unless --preset), with command-line overrides."""
-    overrides = {k: getattr(args, k) for k in ("topk", "queue_length", "radius", "temperature")}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return {b: replace(PropagationConfig.preset(args.preset or b), **overrides) for b in DIRS}
+def propagation_configs(args: argparse.Namespace) -> dict[str, Protocol]:
+    """Each benchmark's ``--protocol`` (default siammae) with the command-line overrides."""
+    overrides = overrides_from_args(args)
+    try:
+        return {b: override(get_protocol(args.protocol, b), **overrides) for b in DIRS}
+    except ValueError as err:
+        raise SystemExit(f"eval-all: {err}") from err
 
 
 def check_writable(out: Path) -> None:
@@ -89,8 +106,10 @@ def backbone_name(args: argparse.Namespace, extractor: torch.nn.Module) -> str:
     return f"{type(extractor).__name__}/{name}" + (" (random init)" if args.random_init else "")
 
 
-def write_results(out: Path, scores: dict, records: dict, checkpoint: str, backbone: str) -> None:
-    """``results.md``, ``results.csv`` and the per-object / per-class CSVs."""
+def write_results(
+    out: Path, scores: dict, records: dict, checkpoint: str, backbone: str, protocol: str = ""
+) -> None:
+    """``results.md``, ``results.csv`` (with the protocol and its overrides) and the per-object/class CSVs."""
     davis, vip, jhmdb = scores.get("davis", {}), scores.get("vip", {}), scores.get("jhmdb", {})
     values = [davis.get("JF"), davis.get("J"), davis.get("F"), vip.get("mIoU"), jhmdb.get("PCK@0.1"),
               jhmdb.get("PCK@0.2")]  # fmt: skip
@@ -99,10 +118,10 @@ def write_results(out: Path, scores: dict, records: dict, checkpoint: str, backb
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
-        w.writerow([checkpoint, backbone] + ["" if v is None else f"{v:.3f}" for v in shown])
+        w.writerow([checkpoint, backbone, protocol] + ["" if v is None else f"{v:.3f}" for v in shown])
     cells = ["—" if v is None else f"{v:.1f}" for v in shown]
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), f"| {checkpoint} | {backbone} | "
-          + " | ".join(cells) + " |"]  # fmt: skip
+    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
+          f"| {checkpoint} | {backbone} | {protocol} | " + " | ".join(cells) + " |"]  # fmt: skip
     (out / "results.md").write_text("\n".join(md) + "\n")
     if "davis" in records:
         rows = sorted(
@@ -126,7 +145,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="corrmae eval-all", description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", help="corrmae Lightning checkpoint (SiamMAE / VideoMAC)")
     p.add_argument("--model", help="'pixels' or a timm model name (with --weights for DINO/MAE/... weights)")
-    p.add_argument("--weights", help="plain state-dict file for --model")
+    p.add_argument(
+        "--weights", help="published weights for --model (DINO, MAE, CropMAE, corrmae; layout detected)"
+    )
+    p.add_argument(
+        "--checkpoint-key", help="entry of --weights holding the weights (e.g. student); default: detect"
+    )
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--patch-size", type=int, default=8, help="patch size of the 'pixels' baseline")
     p.add_argument("--stage", type=int, help="CNN stage (timm feature_info index); default: last")
@@ -135,19 +159,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--benchmarks", default="davis,vip,jhmdb")
     p.add_argument("--davis-split", default="val")
     p.add_argument("--short-side", type=int, default=480, help="DAVIS short side; 0 = native size")
-    p.add_argument("--width-rule", choices=("stride", "dino64"), default="stride")
-    p.add_argument(
-        "--preset", choices=("davis", "vip", "jhmdb", "dino", "crw"), help="default: per benchmark"
-    )
-    p.add_argument("--topk", type=int)
-    p.add_argument("--queue-length", type=int)
-    p.add_argument("--radius", type=float)
-    p.add_argument("--temperature", type=float)
+    add_protocol_arguments(p)  # --protocol and one flag per protocol knob (--topk, --width-rule, --ties, ...)
     p.add_argument("--max-videos", type=int)
     p.add_argument("--batch-frames", type=int, default=8)
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--seed", type=int, default=0, help="seeds the random-init baseline's weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     for key in ("ckpt", "model", "weights"):
         setattr(args, key, getattr(args, key) or None)
@@ -162,9 +180,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     out = Path(args.out)
     check_writable(out)
     torch.manual_seed(args.seed)  # a random-init baseline is then reproducible
-    extractor = build_feature_extractor(
-        args.ckpt, args.model, args.weights, args.random_init, args.patch_size, args.stage
-    )
+    extractor = load_feature_model(
+        ckpt=args.ckpt, model=args.model, weights=args.weights, random_init=args.random_init,
+        patch_size=args.patch_size, stage=args.stage, checkpoint_key=args.checkpoint_key,
+    )  # fmt: skip
+    configs = propagation_configs(args)
     benchmarks = {}
     for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
         if name not in DIRS:
@@ -177,9 +197,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if not benchmarks:
         raise SystemExit(f"eval-all: no benchmark directory found under {args.data}")
     evaluator = PropagationEvaluator(
-        extractor, benchmarks, propagation_configs(args),
-        {"out": str(out), "short_side": args.short_side or None, "width_rule": args.width_rule,
-         "batch_frames": args.batch_frames},
+        extractor, benchmarks, configs,
+        {"out": str(out), "short_side": args.short_side or None, "batch_frames": args.batch_frames,
+         "progress": not args.no_progress},
     )  # fmt: skip
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices, logger=False, enable_progress_bar=False,
@@ -188,7 +208,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     trainer.test(evaluator, dataloaders=DataLoader(range(max(1, args.devices))), verbose=False)
     if trainer.is_global_zero:
         checkpoint = args.ckpt or args.weights or args.model
-        write_results(out, evaluator.scores, evaluator.records, checkpoint, backbone_name(args, extractor))
+        protocol = describe(configs[next(iter(benchmarks))], overrides_from_args(args))
+        write_results(
+            out, evaluator.scores, evaluator.records, checkpoint, backbone_name(args, extractor), protocol
+        )
         print((out / "results.md").read_text(), end="")
         print(f"eval-all: wrote {out / 'results.md'} and {out / 'results.csv'}")
     return evaluator.scores

@@ -19,9 +19,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_modules.base import VideoSSLModule
-
-_WRAPPER_KEYS = ("state_dict", "model", "teacher", "module", "encoder")
-_PREFIXES = ("module.", "backbone.", "encoder.", "model.")
+from lightning_modules.components import vit
+from lightning_modules.weight_layouts import encoder_state_dict
 
 
 def check_shapes(module: nn.Module, state: dict[str, Tensor], path: Path, target: str) -> None:
@@ -60,20 +59,16 @@ class PixelFeatures(nn.Module):
         return cols.reshape(b, -1, h // p, w // p)  # (B, 3*p*p, h, w)
 
 
-def _unwrap_state_dict(obj: dict) -> dict[str, Tensor]:
-    """Find the tensor dict inside common checkpoint wrappers and strip DDP/backbone prefixes."""
-    while isinstance(obj, dict) and not any(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in _WRAPPER_KEYS if k in obj), None)
-        if key is None:
-            raise ValueError(f"no state dict found in checkpoint; top-level keys {sorted(obj)[:10]}")
-        obj = obj[key]
-    out = {}
-    for k, v in obj.items():
-        for prefix in _PREFIXES:
-            if k.startswith(prefix):
-                k = k[len(prefix) :]
-        out[k] = v
-    return out
+def _unwrap_state_dict(obj: dict, checkpoint_key: str | None = None) -> dict[str, Tensor]:
+    """The encoder's tensors inside a published checkpoint layout (``lightning_modules.weight_layouts``)."""
+    state, layout = encoder_state_dict(obj, checkpoint_key)
+    rank_zero_info(f"checkpoint layout: {layout}")
+    return state
+
+
+def _encoder_of(checkpoint_key: str | None):
+    """``_unwrap_state_dict`` with a fixed ``checkpoint_key``."""
+    return lambda obj: _unwrap_state_dict(obj, checkpoint_key)
 
 
 class TimmFeatures(nn.Module):
@@ -85,10 +80,19 @@ class TimmFeatures(nn.Module):
         stage: CNN stage index (timm ``feature_info``) whose map is used; None = the last stage. ViTs
             always use the last block (after the final norm).
         strict: raise when encoder weights are missing (a mismatched checkpoint); otherwise warn.
+        checkpoint_key: entry of the checkpoint holding the weights; None = detect the layout.
+        pos_embed_resize: ViT position embeddings at other sizes: ``interpolate`` (timm, to the size) or
+            ``dino`` (DINO ``interpolate_pos_encoding``); evaluation protocols set it.
     """
 
     def __init__(
-        self, model_name: str, weights: str | None = None, stage: int | None = None, strict: bool = True
+        self,
+        model_name: str,
+        weights: str | None = None,
+        stage: int | None = None,
+        strict: bool = True,
+        checkpoint_key: str | None = None,
+        pos_embed_resize: str = "interpolate",
     ):
         super().__init__()
         import timm
@@ -103,23 +107,25 @@ class TimmFeatures(nn.Module):
             info = self.model.feature_info
             self.stage = len(info) - 1 if stage is None else stage
             self._stride = int(info[self.stage]["reduction"])
+        self.pos_embed_resize = pos_embed_resize
         if weights:
-            self.load_weights(weights, strict)
+            self.load_weights(weights, strict, checkpoint_key)
 
     @property
     def feature_stride(self) -> int:
         """Pixels per feature cell."""
         return self._stride
 
-    def load_weights(self, path: str, strict: bool = True) -> None:
-        """Load a plain state dict, reporting missing / unexpected keys by name."""
+    def load_weights(self, path: str, strict: bool = True, checkpoint_key: str | None = None) -> None:
+        """Load a published checkpoint (layout detected), reporting missing / unexpected keys by name."""
+        _unwrap_state_dict = _encoder_of(checkpoint_key)  # noqa: N806 - the layout-aware unwrapper
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path}")
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path))
+            state = _unwrap_state_dict(load_file(str(path)))
         else:
             state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=False))
         # Heads, MAE decoders and classifier norms are not part of the dense feature path.
@@ -143,6 +149,8 @@ class TimmFeatures(nn.Module):
 
     def extract_features(self, frames: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, D, H/s, W/s)."""
+        if self.is_vit and self.pos_embed_resize == "dino":
+            return vit.extract_patch_features(self.model, frames, pos_mode="dino")
         if self.is_vit:
             out = self.model.forward_intermediates(frames, indices=1, norm=True, intermediates_only=True)
         else:
@@ -218,6 +226,7 @@ def build_feature_extractor(
     random_init: bool = False,
     patch_size: int = 8,
     stage: int | None = None,
+    checkpoint_key: str | None = None,
 ) -> nn.Module:
     """One entry point for eval-all: a corrmae checkpoint, ``pixels``, or a timm model name (+ weights)."""
     if ckpt:
@@ -232,4 +241,4 @@ def build_feature_extractor(
         return build_videomac_features(model, weights, random_init, stage)
     if random_init and weights:
         raise ValueError("--random-init and --weights are mutually exclusive")
-    return TimmFeatures(model, weights=weights, stage=stage)
+    return TimmFeatures(model, weights=weights, stage=stage, checkpoint_key=checkpoint_key)

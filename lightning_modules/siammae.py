@@ -15,7 +15,7 @@ from lightning_modules.base import NonFinite, VideoSSLModule
 from lightning_modules.components import masking, patches, vit
 from lightning_modules.components.decoders import DecoderMode, SiamDecoder
 from lightning_modules.components.losses import masked_mse
-from lightning_modules.components.masking import MaskPattern
+from lightning_modules.components.masking import KeepRule, MaskPattern
 from lightning_modules.components.visualize import attention_grid, reconstruction_grid
 
 EncoderMode = Literal["siamese", "joint"]
@@ -33,6 +33,8 @@ class SiamMAE(VideoSSLModule):
         num_heads: override the encoder heads (tiny test models).
         mask_ratio: fraction of frame-2 patches removed (paper 0.95).
         mask_pattern: ``random`` (uniform per sample, exact count) or ``grid`` (Table 2c; ratio 0.5 or 0.75).
+        keep_rule: kept tokens per frame for ``random``: ``floor`` = MAE's ``int(L * (1 - r))`` (9 of 196 at
+            0.95; SiamMAE builds on MAE's code), ``round`` = 10 of 196.
         symmetric_masking: mask frame 1 at ``mask_ratio`` too (Table 2a/2c); default frame 1 is unmasked.
         encoder_mode: ``siamese`` (each frame alone through the shared ViT) or ``joint`` (visible tokens of
             both frames in one pass), Table 2b.
@@ -50,7 +52,8 @@ class SiamMAE(VideoSSLModule):
         num_log_samples: samples per logged image grid.
         compile_model: ``torch.compile`` the encoder and decoder blocks (names in the state dict unchanged).
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
-        pos_embed_resize: position embeddings at non-training sizes: ``interpolate`` or ``recompute``.
+        pos_embed_resize: position embeddings at non-training sizes: ``interpolate``, ``dino`` (DINO's
+            ``interpolate_pos_encoding``) or ``recompute``; evaluation protocols override it while they run.
         mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
         nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
             (``raise``), naming the batch's videos (see ``VideoSSLModule``).
@@ -67,6 +70,7 @@ class SiamMAE(VideoSSLModule):
         num_heads: int | None = None,
         mask_ratio: float = 0.95,
         mask_pattern: MaskPattern = "random",
+        keep_rule: KeepRule = "floor",
         symmetric_masking: bool = False,
         encoder_mode: EncoderMode = "siamese",
         decoder_mode: DecoderMode = "cross_self",
@@ -94,7 +98,7 @@ class SiamMAE(VideoSSLModule):
             raise ValueError(f"mask_pattern='grid' supports mask_ratio 0.5 or 0.75, got {mask_ratio}")
         if encoder_mode not in ("siamese", "joint"):
             raise ValueError(f"unknown encoder_mode {encoder_mode!r}")
-        masking.num_visible(1, mask_ratio)  # validates the ratio
+        masking.num_visible(1, mask_ratio, keep_rule)  # validates the ratio and the rule
         overrides = dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
         self.encoder = vit.build_vit(encoder_name, img_size, **{k: v for k, v in overrides.items() if v})
         self.patch_size = vit.patch_size_of(self.encoder)
@@ -107,7 +111,7 @@ class SiamMAE(VideoSSLModule):
             decoder_depth,
             decoder_num_heads,
         )
-        self.mask_ratio, self.mask_pattern = mask_ratio, mask_pattern
+        self.mask_ratio, self.mask_pattern, self.keep_rule = mask_ratio, mask_pattern, keep_rule
         self.symmetric_masking = symmetric_masking
         self.encoder_mode, self.norm_pix_loss = encoder_mode, norm_pix_loss
         self.base_lr, self.weight_decay, self.betas = base_lr, weight_decay, tuple(betas)
@@ -127,7 +131,7 @@ class SiamMAE(VideoSSLModule):
 
     def random_masking(self, x: Tensor, mask_ratio: float, grid: tuple[int, int], generator=None):
         """Drop tokens (MAE): x_visible (B, L_keep, D), mask (B, L) 1 = removed, ids_restore (B, L)."""
-        return masking.random_masking(x, mask_ratio, grid, self.mask_pattern, generator)
+        return masking.random_masking(x, mask_ratio, grid, self.mask_pattern, generator, self.keep_rule)
 
     def forward_encoder(self, f1: Tensor, f2: Tensor, generator: torch.Generator | None = None):
         """Encode the two frames (§3 "Masking", "Encoder").

@@ -1,5 +1,7 @@
 """Fast (tiled, windowed) propagation == an obviously-correct dense reference (DINO's formulation)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,8 @@ def dense_window(h: int, w: int, cfg: PropagationConfig) -> torch.Tensor:
     d = (yx[:, None] - yx[None]).abs()  # (N, N, 2)
     if cfg.window == "square":
         return (d <= cfg.radius).all(-1)
+    if cfg.window == "circle_open":
+        return (d * d).sum(-1) < cfg.radius**2
     return (d * d).sum(-1) <= cfg.radius**2
 
 
@@ -38,8 +42,11 @@ def dense_propagate_frame(query, ctx_feats, ctx_labels, cfg: PropagationConfig):
     if not cfg.window_first_frame:
         mask[0] = True
     aff = (aff * mask).reshape(c * n, n)  # sources in rows
-    kth = aff.topk(cfg.topk, dim=0).values[-1]  # (N_q,)
-    aff = torch.where(aff >= kth, aff, torch.zeros_like(aff))
+    top = aff.topk(cfg.topk, dim=0)
+    if cfg.ties == "keep":  # DINO: everything >= the k-th value
+        aff = torch.where(aff >= top.values[-1], aff, torch.zeros_like(aff))
+    else:  # exactly k (torch.topk); tied copies carry identical labels, so which ones is irrelevant
+        aff = torch.zeros_like(aff).scatter(0, top.indices, top.values)
     aff = aff / aff.sum(0, keepdim=True)
     labels = ctx_labels.reshape(c, -1, n).permute(1, 0, 2).reshape(-1, c * n)  # (K, C*N)
     return (labels @ aff).reshape(-1, h, w)
@@ -48,7 +55,7 @@ def dense_propagate_frame(query, ctx_feats, ctx_labels, cfg: PropagationConfig):
 def dense_propagate_video(feats, first_labels, cfg):
     out = [first_labels]
     for t in range(1, feats.shape[0]):
-        ctx = context_indices(t, cfg.queue_length)
+        ctx = context_indices(t, cfg.queue_length, cfg.context)
         out.append(dense_propagate_frame(feats[t], feats[ctx], torch.stack([out[i] for i in ctx]), cfg))
     return torch.stack(out)
 
@@ -71,11 +78,24 @@ CONFIGS = [
     ),
     PropagationConfig(topk=10, queue_length=20, radius=20.0, chunk_size=25),  # window larger than the grid
     PropagationConfig(topk=3, queue_length=0, radius=0.0, chunk_size=6),  # only frame 0, self-match only
+    PropagationConfig(topk=5, queue_length=3, radius=2.0, ties="exact", chunk_size=9),
+    PropagationConfig(  # CRW: 4 padded copies of frame 0 in the windowed queue, open circle, exact k
+        topk=6,
+        queue_length=4,
+        radius=3.0,
+        window="circle_open",
+        window_first_frame=False,
+        ties="exact",
+        context="crw",
+        chunk_size=9,
+    ),  # fmt: skip
 ]
 
 
 @pytest.mark.parametrize(
-    "cfg", CONFIGS, ids=lambda c: f"k{c.topk}m{c.queue_length}r{c.radius}{c.window}{c.window_first_frame}"
+    "cfg",
+    CONFIGS,
+    ids=lambda c: f"k{c.topk}m{c.queue_length}r{c.radius}{c.window}{c.window_first_frame}{c.ties}{c.context}",
 )
 def test_fast_equals_dense_fp32(cfg):
     feats, first = random_video()
@@ -147,7 +167,8 @@ def test_window_sizes_square_circle_and_crw_radius():
     assert int(neighbourhood_mask(centre, cells, 12.0, "square").sum()) == 25 * 25
     assert int(neighbourhood_mask(centre, cells, 12.0, "circle").sum()) == 441
     crw = PropagationConfig.preset("crw")
-    assert int(neighbourhood_mask(centre, cells, crw.radius, "circle").sum()) == 437  # CRW: dist < 12
+    assert int(neighbourhood_mask(centre, cells, crw.radius, crw.window).sum()) == 437  # CRW: dist < 12
+    assert int(neighbourhood_mask(centre, cells, 12.0, "circle_open").sum()) == 437
 
 
 def test_presets_follow_table_4b_and_dino():
@@ -162,7 +183,8 @@ def test_presets_follow_table_4b_and_dino():
         0.1,
     )
     assert p["davis"].temperature == 0.1 and p["davis"].window == "square" and p["davis"].window_first_frame
-    assert not p["crw"].window_first_frame and p["crw"].soft_first_frame and p["crw"].window == "circle"
+    assert not p["crw"].window_first_frame and p["crw"].soft_first_frame and p["crw"].window == "circle_open"
+    assert p["crw"].context == "crw" and p["crw"].ties == "exact" and p["dino"].ties == "keep"
     with pytest.raises(ValueError, match="unknown preset"):
         PropagationConfig.preset("kinetics")
     with pytest.raises(ValueError, match="temperature"):
@@ -213,3 +235,57 @@ def test_pil_nearest_resize_is_bit_exact(shape):
     a = np.random.default_rng(0).integers(0, 250, (hi, wi)).astype(np.uint8)
     pil = np.array(Image.fromarray(a).resize((wo, ho), Image.NEAREST))
     assert np.array_equal(pil_nearest_resize(torch.from_numpy(a), (ho, wo)).numpy(), pil)
+
+
+def test_ties_with_the_kth_are_kept_like_dino():
+    """Frame 1 == frame 0 exactly (a static scene): every cell's best match is tied between the two copies.
+
+    With k = 1 DINO keeps both tied candidates (weights 1/2 each); exactly-k keeps one. The labels of the
+    copies differ (frame 1 carries a different label on purpose), so the rules give different answers.
+    """
+    h, w = 3, 4
+    base = torch.eye(h * w).reshape(h * w, h, w)
+    feats = torch.stack([base, base, base])  # (T=3, D, h, w): frames 0, 1 and 2 identical
+    labels = torch.stack([torch.tensor([1.0, 0.0]).view(2, 1, 1).expand(2, h, w),
+                          torch.tensor([0.0, 1.0]).view(2, 1, 1).expand(2, h, w)])  # fmt: skip
+    keep = PropagationConfig(topk=1, radius=1.0, ties="keep")
+    exact = PropagationConfig(topk=1, radius=1.0, ties="exact")
+    torch.testing.assert_close(propagate_frame(feats[2], feats[:2], labels, keep), torch.full((2, h, w), 0.5))
+    one = propagate_frame(feats[2], feats[:2], labels, exact)
+    assert torch.equal(one.sum(0), torch.ones(h, w)) and set(one.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_topk_keep_ties_widens_until_the_tie_set_is_complete():
+    from callbacks.local_affinity import topk_keep_ties
+
+    logits = torch.cat([torch.tensor([[5.0]]), torch.full((70, 1), 2.0), torch.tensor([[1.0]])])  # 72 rows
+    values, index = topk_keep_ties(logits, 3, block=8)
+    kept = index[values.isfinite()]
+    assert len(kept) == 71 and 71 not in kept.tolist()  # the 5, all 70 tied 2s, not the 1
+
+
+def test_crw_context_is_padded_with_frame_zero():
+    assert context_indices(1, 4, "crw") == [0, 0, 0, 0, 0]
+    assert context_indices(3, 4, "crw") == [0, 0, 0, 1, 2]
+    assert context_indices(6, 4, "crw") == [0, 2, 3, 4, 5]
+    assert context_indices(3, 4) == [0, 1, 2]
+    with pytest.raises(ValueError, match="window_first_frame"):
+        PropagationConfig(context="crw")
+
+
+def test_crw_padding_changes_the_answer():
+    """With copies of frame 0 in the windowed queue, frame 0 outweighs a queued prediction (CRW) or not."""
+    feats, first = random_video(t=5, seed=7)
+    cfg = PropagationConfig(topk=6, queue_length=4, radius=2.0, window_first_frame=False, ties="exact")
+    padded = propagate_video(feats, first, replace(cfg, context="crw"))
+    assert not torch.allclose(padded, propagate_video(feats, first, cfg))
+    torch.testing.assert_close(padded, dense_propagate_video(feats, first, replace(cfg, context="crw")))
+
+
+def test_crw_output_is_one_bilinear_resize_before_argmax():
+    from callbacks.label_propagation import predict_mask_resized
+
+    soft = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (K=2, 1, 2): channel 0 left, channel 1 right
+    assert predict_mask_resized(soft, (1, 8)).tolist() == [[0, 0, 0, 0, 1, 1, 1, 1]]
+    # bilinear at 2 -> 5 columns: the middle column is an exact tie, argmax takes the first channel
+    assert predict_mask_resized(soft, (1, 5)).tolist() == [[0, 0, 0, 1, 1]]

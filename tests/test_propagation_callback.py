@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_callback import LabelPropagationCallback, shard
 from callbacks.propagation_eval import evaluate_davis, summarize_davis
+from callbacks.protocols import get_protocol
 from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.davis import load_davis
 from tests.conftest import ddp_clean_env
@@ -48,9 +49,16 @@ def test_callback_logs_restores_mode_and_matches_core(davis_root, tmp_path):
     assert model.training and model.modes_seen and not any(model.modes_seen)  # eval inside, train after
     model.eval()
     records = evaluate_davis(
-        model.extract_features, 8, load_davis(davis_root), PropagationConfig.preset("davis"), short_side=None
+        model.extract_features, 8, load_davis(davis_root), get_protocol("siammae", "davis"), short_side=None
     )
     assert jf == pytest.approx(summarize_davis(records)["JF"], abs=1e-7) and 0.0 < jf <= 1.0
+    legacy = evaluate_davis(
+        model.extract_features, 8, load_davis(davis_root), PropagationConfig.preset("davis"), short_side=None
+    )  # a bare PropagationConfig is the legacy protocol
+    assert summarize_davis(legacy) == summarize_davis(
+        evaluate_davis(model.extract_features, 8, load_davis(davis_root), get_protocol("legacy", "davis"),
+                       short_side=None)
+    )  # fmt: skip
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(next((tmp_path / "tb").rglob("events.out.tfevents*")).parent))

@@ -6,13 +6,22 @@ import torch
 from torch import Tensor
 
 MaskPattern = Literal["random", "grid"]
+KeepRule = Literal["floor", "round"]
 
 
-def num_visible(num_tokens: int, mask_ratio: float) -> int:
-    """Number of tokens kept: round((1 - mask_ratio) * L), at least 1 (an encoder needs a token)."""
+def num_visible(num_tokens: int, mask_ratio: float, rule: KeepRule = "round") -> int:
+    """Number of tokens kept, at least 1 (an encoder needs a token).
+
+    ``floor`` is MAE's ``len_keep = int(L * (1 - mask_ratio))`` evaluated in the same float order (196
+    patches at 0.95: 9.8 -> 9); ``round`` gives 10. SiamMAE uses MAE's code, hence ``floor`` there.
+    """
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
-    return max(1, round((1.0 - mask_ratio) * num_tokens))
+    if rule == "floor":
+        return max(1, int(num_tokens * (1 - mask_ratio)))
+    if rule == "round":
+        return max(1, round((1.0 - mask_ratio) * num_tokens))
+    raise ValueError(f"keep rule must be 'floor' or 'round', got {rule!r}")
 
 
 def grid_keep_ids(grid: tuple[int, int], mask_ratio: float, device: torch.device | None = None) -> Tensor:
@@ -42,8 +51,11 @@ def sample_shuffle(
     pattern: MaskPattern = "random",
     device: torch.device | None = None,
     generator: torch.Generator | None = None,
+    keep_rule: KeepRule = "round",
 ) -> tuple[Tensor, int]:
     """Sample a per-sample permutation of token ids whose first ``len_keep`` entries are kept.
+
+    ``keep_rule``: how ``len_keep`` is rounded for the random pattern (``num_visible``).
 
     Returns:
         ids_shuffle (B, L) and len_keep.
@@ -51,7 +63,7 @@ def sample_shuffle(
     L = grid[0] * grid[1]
     if pattern == "random":
         noise = torch.rand(batch, L, device=device, generator=generator)  # (B, L)
-        return torch.argsort(noise, dim=1), num_visible(L, mask_ratio)
+        return torch.argsort(noise, dim=1), num_visible(L, mask_ratio, keep_rule)
     if pattern == "grid":
         keep = grid_keep_ids(grid, mask_ratio, device)
         is_kept = torch.zeros(L, dtype=torch.bool, device=device)
@@ -67,6 +79,7 @@ def random_masking(
     grid: tuple[int, int],
     pattern: MaskPattern = "random",
     generator: torch.Generator | None = None,
+    keep_rule: KeepRule = "round",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Drop a fraction of tokens per sample (MAE ``random_masking``).
 
@@ -76,6 +89,7 @@ def random_masking(
         grid: (h, w) token grid, h*w = L.
         pattern: ``random`` (uniform per sample) or ``grid``.
         generator: optional RNG for reproducible masks.
+        keep_rule: ``floor`` (MAE's ``int``) or ``round`` for the number of kept tokens.
 
     Returns:
         x_visible (B, L_keep, D), mask (B, L) with 1 = removed, ids_restore (B, L) to unshuffle.
@@ -84,7 +98,7 @@ def random_masking(
     if mask_ratio == 0.0:
         ids = torch.arange(L, device=x.device).expand(B, L)
         return x, torch.zeros(B, L, device=x.device), ids
-    ids_shuffle, len_keep = sample_shuffle(B, grid, mask_ratio, pattern, x.device, generator)
+    ids_shuffle, len_keep = sample_shuffle(B, grid, mask_ratio, pattern, x.device, generator, keep_rule)
     ids_restore = torch.argsort(ids_shuffle, dim=1)  # (B, L)
     ids_keep = ids_shuffle[:, :len_keep]  # (B, L_keep)
     x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(B, len_keep, D))  # (B, L_keep, D)

@@ -1,5 +1,7 @@
 """Fixed 2-D sine-cosine position embeddings (MAE ``get_2d_sincos_pos_embed``) and their resampling."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,4 +78,38 @@ def resample_pos_embed(
     x = patches.reshape(1, h, w, D).permute(0, 3, 1, 2)  # (1, D, h, w)
     x = F.interpolate(x.float(), size=tuple(new_grid), mode="bicubic", align_corners=False)
     x = x.permute(0, 2, 3, 1).reshape(1, -1, D).to(pos_embed.dtype)  # (1, h'*w', D)
+    return torch.cat([prefix, x], dim=1)
+
+
+def dino_interpolate_pos_embed(pos_embed: Tensor, new_grid: tuple[int, int], num_prefix: int = 1) -> Tensor:
+    """DINO's ``interpolate_pos_encoding``: bicubic by a *scale factor*, not to a size.
+
+    DINO calls ``F.interpolate(grid, scale_factor=((h0 + 0.1) / sqrt(N), (w0 + 0.1) / sqrt(N)),
+    mode="bicubic")`` on the square pre-training grid of N patches. The output size is floor(sqrt(N) * scale)
+    = (h0, w0), but the sampling positions follow the given factor, so they differ slightly from resizing to
+    (h0, w0) (``resample_pos_embed``): at 480x832 with /16 the features move by up to ~0.1. The table is
+    returned unchanged when the grid is square with the same number of patches (DINO's shortcut).
+
+    Args:
+        pos_embed: (1, num_prefix + N, D), N a perfect square.
+        new_grid: (h0, w0) wanted.
+        num_prefix: leading rows that are not patches ([CLS]).
+
+    Returns:
+        (1, num_prefix + h0*w0, D).
+    """
+    prefix, patches = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
+    n, dim = patches.shape[1], patches.shape[-1]
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"DINO position-embedding interpolation needs a square grid, got {n} patch rows")
+    h0, w0 = new_grid
+    if n == h0 * w0 and h0 == w0:
+        return pos_embed
+    x = patches.reshape(1, side, side, dim).permute(0, 3, 1, 2)  # (1, D, s, s)
+    scale = ((h0 + 0.1) / math.sqrt(n), (w0 + 0.1) / math.sqrt(n))  # the 0.1 guards floor() against rounding
+    x = F.interpolate(x, scale_factor=scale, mode="bicubic")
+    if tuple(x.shape[-2:]) != (h0, w0):
+        raise ValueError(f"interpolation gave grid {tuple(x.shape[-2:])}, expected {(h0, w0)}")
+    x = x.permute(0, 2, 3, 1).reshape(1, -1, dim)  # (1, h0*w0, D)
     return torch.cat([prefix, x], dim=1)

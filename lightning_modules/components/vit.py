@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from lightning_modules.components.pos_embed import resample_pos_embed, sincos_2d
+from lightning_modules.components.pos_embed import dino_interpolate_pos_embed, resample_pos_embed, sincos_2d
 
-PosEmbedResize = Literal["interpolate", "recompute"]
+PosEmbedResize = Literal["interpolate", "recompute", "dino"]
 
 
 def init_mae_weights(module: nn.Module) -> None:
@@ -75,13 +75,16 @@ def pos_embed_for(
 ) -> Tensor:
     """Position embedding for a patch grid, (1, 1 + h*w, D).
 
-    At the training grid this is the stored table. Elsewhere (480p evaluation) it is either bicubically
-    interpolated (DINO's evaluation; works for any loaded weights) or recomputed as sin-cos for the new grid
-    (exact only for sin-cos-trained weights; it extrapolates positions beyond the training range).
+    At the training grid this is the stored table. Elsewhere (480p evaluation) it is bicubically resampled
+    to the grid size (``interpolate``), resampled by DINO's scale-factor rule (``dino``,
+    ``interpolate_pos_encoding``; what DINO's evaluation feeds its ViTs), or recomputed as sin-cos for the
+    new grid (``recompute``; exact only for sin-cos-trained weights, it extrapolates positions).
     """
     train_grid = tuple(vit.patch_embed.grid_size)
     if tuple(grid) == train_grid:
         return vit.pos_embed
+    if mode == "dino":
+        return dino_interpolate_pos_embed(vit.pos_embed, grid, num_prefix=1)
     if mode == "recompute":
         return sincos_2d(vit.embed_dim, grid).unsqueeze(0).to(vit.pos_embed)
     if mode == "interpolate":

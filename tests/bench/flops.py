@@ -57,6 +57,7 @@ def siammae_forward_flops(
     decoder_depth: int = 8,
     decoder_mlp_ratio: float = 4.0,
     in_chans: int = 3,
+    keep_rule: str = "floor",
 ) -> int:
     """Matmul FLOPs of one ``SiamMAE.forward`` on a batch of frame pairs (defaults: ViT-S/16, paper setup).
 
@@ -67,8 +68,8 @@ def siammae_forward_flops(
     """
     L = (img_size // patch_size) ** 2
     patch_dim = patch_size * patch_size * in_chans
-    n1 = 1 + num_visible(L, mask_ratio if symmetric_masking else 0.0)  # [CLS] + visible frame-1 tokens
-    n2 = 1 + num_visible(L, mask_ratio)
+    n1 = 1 + num_visible(L, mask_ratio if symmetric_masking else 0.0, keep_rule)  # [CLS] + visible frame 1
+    n2 = 1 + num_visible(L, mask_ratio, keep_rule)
     embed = 2 * 2 * L * patch_dim * embed_dim  # both frames, whole
     if encoder_mode == "siamese":
         encoder = depth * (
@@ -126,6 +127,7 @@ def siammae_shape(model) -> dict:
         mlp_ratio=blk.mlp.fc1.out_features / enc.embed_dim,
         mask_ratio=model.mask_ratio,
         symmetric_masking=model.symmetric_masking,
+        keep_rule=model.keep_rule,
         encoder_mode=model.encoder_mode,
         decoder_mode=dec.mode,
         decoder_dim=dec.decoder_embed.out_features,

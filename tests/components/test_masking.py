@@ -81,3 +81,26 @@ def test_patch_mask_and_upsample():
     assert up.shape == (2, 1, 8, 12) and torch.equal(up[:, :, ::2, ::2], m)
     with pytest.raises(ValueError):
         upsample_mask(m, (9, 12))
+
+
+def test_keep_rule_floor_is_mae_int_and_round_is_optional():
+    assert num_visible(196, 0.95, "floor") == 9  # MAE: int(196 * (1 - 0.95)) = int(9.8)
+    assert num_visible(784, 0.95, "floor") == 39  # ViT-S/8: int(39.2)
+    assert num_visible(196, 0.75, "floor") == num_visible(196, 0.75, "round") == 49
+    assert num_visible(196, 0.5, "floor") == 98
+    assert num_visible(4, 0.9, "floor") == 1  # never zero tokens
+    with pytest.raises(ValueError, match="keep rule"):
+        num_visible(196, 0.5, "ceil")
+    x = torch.randn(2, 196, 4)
+    assert random_masking(x, 0.95, (14, 14), keep_rule="floor")[0].shape == (2, 9, 4)
+    assert random_masking(x, 0.95, (14, 14), keep_rule="round")[0].shape == (2, 10, 4)
+
+
+def test_siammae_keeps_nine_of_196_by_default():
+    from lightning_modules.siammae import SiamMAE
+
+    m = SiamMAE(embed_dim=32, depth=1, num_heads=2, decoder_dim=32, decoder_depth=1, decoder_num_heads=2)
+    x = torch.randn(1, 196, 32)
+    assert m.keep_rule == "floor" and m.random_masking(x, 0.95, (14, 14))[0].shape == (1, 9, 32)
+    m.keep_rule = "round"
+    assert m.random_masking(x, 0.95, (14, 14))[0].shape == (1, 10, 32)

@@ -1,0 +1,49 @@
+"""``load_feature_model``: the one way to get a dense feature extractor (eval-all, the callback, notebooks).
+
+from lightning_modules import load_feature_model
+net = load_feature_model(ckpt="runs/siammae/last.ckpt")  # a corrmae checkpoint
+net = load_feature_model(model="vit_small_patch16_224", weights="dino_deitsmall16_pretrain.pth")
+net = load_feature_model(model="pixels", patch_size=8)  # raw-pixel baseline
+feats = net.extract_features(frames)  # (B, 3, H, W) -> (B, D, H/s, W/s), s = net.feature_stride
+"""
+
+from torch import nn
+
+from lightning_modules.feature_extractors import build_feature_extractor
+
+
+def load_feature_model(
+    ckpt: str | None = None,
+    model: str | None = None,
+    weights: str | None = None,
+    random_init: bool = False,
+    patch_size: int = 8,
+    stage: int | None = None,
+    checkpoint_key: str | None = None,
+    pos_embed: str | None = None,
+) -> nn.Module:
+    """A feature model in eval mode with ``extract_features(frames) -> (B, D, h, w)`` and ``feature_stride``.
+
+    Args:
+        ckpt: corrmae Lightning checkpoint (SiamMAE / VideoMAC), rebuilt from its hyper-parameters.
+        model: ``pixels`` or a timm model name (ViT, ResNet, ConvNeXt); exclusive with ``ckpt``.
+        weights: published weights for ``model``; the layout (DINO backbone or full checkpoint, MAE,
+            CropMAE, corrmae) is detected by ``lightning_modules.weight_layouts``.
+        random_init: the same architecture with random weights (baseline).
+        patch_size: patch size of the ``pixels`` baseline.
+        stage: CNN stage (timm ``feature_info`` index); default the last.
+        checkpoint_key: entry of ``weights`` holding the weights (e.g. ``student``); default: detect.
+        pos_embed: ViT position embeddings at non-training sizes: ``dino`` (DINO ``interpolate_pos_encoding``)
+            or ``interpolate`` (bicubic to the size); None keeps the model's own setting. Evaluation
+            protocols set this per run (``callbacks.protocol_steps.pos_embed_rule``).
+    """
+    if ckpt and model:
+        raise ValueError("give either ckpt (a corrmae checkpoint) or model (pixels | timm name), not both")
+    net = build_feature_extractor(ckpt, model, weights, random_init, patch_size, stage, checkpoint_key)
+    if pos_embed is not None:
+        if not hasattr(net, "pos_embed_resize"):
+            raise ValueError(
+                f"{type(net).__name__} has no position embeddings to resize (pos_embed={pos_embed!r})"
+            )
+        net.pos_embed_resize = pos_embed
+    return net.eval()
