@@ -73,6 +73,9 @@ def masked_batch_norm(bn: nn.BatchNorm2d, x: Tensor, sm: SparseMask | None) -> T
     """
     if sm is None:
         return bn(x)
+    # Statistics in fp32 whatever the autocast dtype (as native BatchNorm keeps them): a bf16 mean/var of
+    # many sites loses the low bits that the centred values are made of.
+    out_dtype, x = x.dtype, x.float()
     vis = sm.like(x)  # (B, 1, H, W)
     use_batch_stats = bn.training or bn.running_mean is None
     if use_batch_stats:
@@ -92,7 +95,7 @@ def masked_batch_norm(bn: nn.BatchNorm2d, x: Tensor, sm: SparseMask | None) -> T
     y = centred * scale.view(1, -1, 1, 1)
     if bn.bias is not None:
         y = y + bn.bias.view(1, -1, 1, 1)
-    return y * vis
+    return (y * vis).to(out_dtype)
 
 
 @torch.no_grad()
@@ -138,6 +141,7 @@ def masked_grn(
     Returns:
         Same shape as ``x``; masked sites hold ``bias`` (callers mask the residual branch later).
     """
+    out_dtype, x = x.dtype, x.float()  # the global L2 statistic in fp32 under bf16 autocast
     if sm is not None:
         x = x * (sm.like_cl(x) if channels_last else sm.like(x))
     spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
@@ -145,7 +149,7 @@ def masked_grn(
     g = x.norm(p=2, dim=dims, keepdim=True)  # (B|1, 1, 1, C) or (B|1, C, 1, 1)
     n = g / (g.mean(dim=channel, keepdim=True) + grn.eps)
     shape = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
-    return x + torch.addcmul(grn.bias.view(shape), grn.weight.view(shape), x * n)
+    return (x + torch.addcmul(grn.bias.view(shape), grn.weight.view(shape), x * n)).to(out_dtype)
 
 
 def masked_max_pool(pool: nn.MaxPool2d, x: Tensor, sm: SparseMask | None) -> Tensor:

@@ -81,6 +81,24 @@ def test_masked_batch_norm_matches_bn1d_on_visible_sites():
     torch.testing.assert_close(masked_batch_norm(bn, x2, sm), masked_batch_norm(bn, x, sm))
 
 
+def test_masked_statistics_stay_fp32_on_bf16_input():
+    """bf16 activations (autocast) keep fp32 statistics: the fp32 result, rounded once to bf16."""
+    torch.manual_seed(0)
+    sm = SparseMask(coarse_mask(grid=(4, 4)))
+    x = (torch.randn(2, 8, 16, 16) * 0.05 + 4.0).bfloat16()  # a large offset: bf16 mean/var lose the signal
+    bn = nn.BatchNorm2d(8)
+    grn = GlobalResponseNorm(8, channels_last=True)
+    with torch.no_grad():
+        grn.weight.uniform_(0.5, 2), grn.bias.uniform_(-1, 1)
+    y16, y32 = masked_batch_norm(bn, x, sm), masked_batch_norm(bn, x.float(), sm)
+    assert y16.dtype == torch.bfloat16
+    torch.testing.assert_close(y16.float(), y32.bfloat16().float(), rtol=0, atol=0)
+    xl = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+    g16, g32 = masked_grn(grn, xl, sm), masked_grn(grn, xl.float(), sm)
+    assert g16.dtype == torch.bfloat16
+    torch.testing.assert_close(g16.float(), g32.bfloat16().float(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_masked_layer_norm(channels_last):
     mask = coarse_mask()
