@@ -3,6 +3,10 @@
 ``fit|validate|test|predict`` go to LightningCLI (subclass mode: the YAML's ``class_path`` picks SiamMAE or
 VideoMAC and the data module). A few project tools (data index, demo, eval-all, study) are plain
 sub-commands dispatched before LightningCLI sees the arguments.
+
+``--trust-checkpoint`` (anywhere on a ``fit|validate|test|predict`` command line) lets ``--ckpt_path`` load a
+checkpoint that needs Python globals beyond the weights-only allow-list (``lightning_modules.safe_load``);
+``CORRMAE_TRUST_CHECKPOINT=1`` in the environment does the same.
 """
 
 import importlib
@@ -12,12 +16,16 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import callbacks  # noqa: F401  (registers callback classes for short class_path names)
 import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
+from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, safe_globals
+
+TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
 
 def tools() -> dict[str, str]:
@@ -27,6 +35,7 @@ def tools() -> dict[str, str]:
         "demo": "lightning_modules.demo:main",
         "eval-all": "lightning_modules.evaluate:main",
         "study": "lightning_modules.study:main",
+        "export": "lightning_modules.export:main",
     }
 
 
@@ -66,12 +75,37 @@ def check_output_dirs(trainer: L.Trainer) -> None:
 
 
 class CorrMAECLI(LightningCLI):
-    """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes."""
+    """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes.
+
+    Args:
+        trust_checkpoint: ``--trust-checkpoint``: ``--ckpt_path`` may need globals beyond the allow-list.
+    """
+
+    def __init__(self, *args, trust_checkpoint: bool = False, **kwargs) -> None:
+        self.trust_checkpoint = trust_checkpoint
+        super().__init__(*args, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning rebuilds the model from ``--ckpt_path``'s recorded class path: only corrmae's systems.
+
+        Why: that class path comes from the file; jsonargparse would import and instantiate whatever it names.
+        """
+        from lightning_modules.feature_extractors import registered_class
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            ckpt = load_torch_file(ckpt_path, self.trust_checkpoint)
+            hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+            if isinstance(hparams, dict) and hparams.get("_class_path"):
+                registered_class(str(hparams["_class_path"]), ckpt_path)
+        with torch.serialization.safe_globals(safe_globals()):
+            super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         """The configured trainer, with crash-safe checkpoint writes unless a CheckpointIO was given."""
         trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoints(trainer)
+        use_atomic_checkpoints(trainer, self.trust_checkpoint)
         return trainer
 
     def before_fit(self) -> None:
@@ -86,9 +120,10 @@ class CorrMAECLI(LightningCLI):
             logger.log_hyperparams({"git_sha": git_sha(), **versions})
 
 
-def run_cli(args: ArgsType = None) -> CorrMAECLI:
+def run_cli(args: ArgsType = None, trust_checkpoint: bool = False) -> CorrMAECLI:
     """Build and run LightningCLI; returns it so callers (the demo, tests) can reach trainer and model."""
     return CorrMAECLI(
+        trust_checkpoint=trust_checkpoint,
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
         subclass_mode_model=True,
@@ -107,4 +142,12 @@ def main(args: ArgsType = None) -> None:
         module, func = tools()[argv[0]].split(":")
         getattr(importlib.import_module(module), func)(argv[1:])
         return
-    run_cli(args)
+    trust = TRUST_FLAG in argv or os.environ.get(TRUST_ENV) == "1"
+    if trust:
+        # The DDP launcher re-runs sys.argv for the other ranks: they inherit the choice via the environment.
+        os.environ[TRUST_ENV] = "1"
+        if args is None:
+            sys.argv = [a for a in sys.argv if a != TRUST_FLAG]
+        else:
+            args = [a for a in argv if a != TRUST_FLAG]
+    run_cli(args, trust_checkpoint=trust)

@@ -71,6 +71,8 @@ def propagation_configs(args: argparse.Namespace) -> dict[str, PropagationConfig
 
 def check_writable(out: Path) -> None:
     """Fail before any computation if ``out`` cannot be created or written."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"eval-all: --out {out} is a file, not a directory; give a directory path")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write_test"
@@ -126,7 +128,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="corrmae eval-all", description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", help="corrmae Lightning checkpoint (SiamMAE / VideoMAC)")
     p.add_argument("--model", help="'pixels' or a timm model name (with --weights for DINO/MAE/... weights)")
-    p.add_argument("--weights", help="plain state-dict file for --model")
+    p.add_argument(
+        "--weights", help="state-dict file (.pth/.safetensors) or a `corrmae export` folder, for --model"
+    )
+    p.add_argument(
+        "--trust-checkpoint", action="store_true",
+        help="unpickle --ckpt/--weights fully (can run code from the file); default: weights only",
+    )  # fmt: skip
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--patch-size", type=int, default=8, help="patch size of the 'pixels' baseline")
     p.add_argument("--stage", type=int, help="CNN stage (timm feature_info index); default: last")
@@ -151,8 +159,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     for key in ("ckpt", "model", "weights"):
         setattr(args, key, getattr(args, key) or None)
-    if bool(args.ckpt) == bool(args.model):
-        p.error("give exactly one of --ckpt or --model")
+    if bool(args.ckpt) == bool(args.model or args.weights):
+        p.error("give exactly one of --ckpt, --model (+ --weights) or --weights EXPORT_DIR")
     return args
 
 
@@ -163,7 +171,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     check_writable(out)
     torch.manual_seed(args.seed)  # a random-init baseline is then reproducible
     extractor = build_feature_extractor(
-        args.ckpt, args.model, args.weights, args.random_init, args.patch_size, args.stage
+        args.ckpt,
+        args.model,
+        args.weights,
+        args.random_init,
+        args.patch_size,
+        args.stage,
+        args.trust_checkpoint,
     )
     benchmarks = {}
     for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:

@@ -4,21 +4,21 @@
 
 - ``load_corrmae_checkpoint``: a corrmae ``.ckpt`` (SiamMAE / VideoMAC), rebuilt from its hyper-parameters.
 - ``TimmFeatures``: any timm ViT / ResNet / ConvNeXt, random or from a plain state dict on disk (DINO, MAE,
-  ...). ViTs use ``dynamic_img_size`` so the position embeddings are bicubically resized to the 480p grid
-  (DINO's choice), and the features are the last block after the final norm, prefix tokens dropped.
+  ..., a ``.safetensors`` file or a ``corrmae export`` folder). ViTs use ``dynamic_img_size`` so the
+  position embeddings are bicubically resized to the 480p grid (DINO's choice), and the features are the
+  last block after the final norm, prefix tokens dropped.
 - ``PixelFeatures``: raw-pixel patches (3*p*p values per p x p patch), the no-learning baseline.
 """
 
-import importlib
 import inspect
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_modules.base import VideoSSLModule
+from lightning_modules.safe_load import load_state_file, load_torch_file
 
 _WRAPPER_KEYS = ("state_dict", "model", "teacher", "module", "encoder")
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")
@@ -31,6 +31,15 @@ def check_shapes(module: nn.Module, state: dict[str, Tensor], path: Path, target
     the fix (e.g. a ViT-S checkpoint given with ``--model vit_base_patch16_224``).
     """
     own = module.state_dict()
+    # A float parameter filled from integer / bool data (a quantised or mislabelled file) would load
+    # silently (copy_ casts), so it is refused; float16 / bfloat16 / float64 are cast.
+    kinds = [f"{k}: file {v.dtype} vs model {own[k].dtype}" for k, v in state.items()
+             if k in own and own[k].is_floating_point() and not v.is_floating_point()]  # fmt: skip
+    if kinds:
+        raise ValueError(
+            f"{path} does not match {target}: {len(kinds)} tensors have a non-floating dtype "
+            f"({'; '.join(kinds[:6])}{' ...' if len(kinds) > 6 else ''})"
+        )
     bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]  # fmt: skip
     if bad:
@@ -60,13 +69,20 @@ class PixelFeatures(nn.Module):
         return cols.reshape(b, -1, h // p, w // p)  # (B, 3*p*p, h, w)
 
 
-def _unwrap_state_dict(obj: dict) -> dict[str, Tensor]:
+def _unwrap_state_dict(obj: object, path: Path | str = "checkpoint") -> dict[str, Tensor]:
     """Find the tensor dict inside common checkpoint wrappers and strip DDP/backbone prefixes."""
     while isinstance(obj, dict) and not any(isinstance(v, Tensor) for v in obj.values()):
         key = next((k for k in _WRAPPER_KEYS if k in obj), None)
         if key is None:
-            raise ValueError(f"no state dict found in checkpoint; top-level keys {sorted(obj)[:10]}")
+            raise ValueError(f"{path}: no state dict found in checkpoint; top-level keys {sorted(obj)[:10]}")
         obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"{path} is not a state dict (a {type(obj).__name__}, expected a name -> tensor dict)"
+        )
+    others = sorted(str(k) for k, v in obj.items() if not isinstance(v, Tensor))
+    if others:
+        raise ValueError(f"{path} is not a state dict: {len(others)} entries are not tensors ({others[:6]})")
     out = {}
     for k, v in obj.items():
         for prefix in _PREFIXES:
@@ -74,6 +90,27 @@ def _unwrap_state_dict(obj: dict) -> dict[str, Tensor]:
                 k = k[len(prefix) :]
         out[k] = v
     return out
+
+
+def encoder_state(obj: object, path: Path | str) -> dict[str, Tensor]:
+    """The one place where a loaded weights file becomes encoder weights (timm key names).
+
+    ``obj`` is whatever the file held (a bare state dict, a DINO / MAE / Lightning wrapper). Weight-layout
+    detection for other releases plugs in here.
+    """
+    return _unwrap_state_dict(obj, path)
+
+
+def weights_file(path: str | Path) -> Path:
+    """A weights path as given to ``--weights``: a file, or a ``corrmae export`` folder (its safetensors)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is a folder without model.safetensors (not a corrmae export)")
+        return path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
 
 
 class TimmFeatures(nn.Module):
@@ -85,15 +122,23 @@ class TimmFeatures(nn.Module):
         stage: CNN stage index (timm ``feature_info``) whose map is used; None = the last stage. ViTs
             always use the last block (after the final norm).
         strict: raise when encoder weights are missing (a mismatched checkpoint); otherwise warn.
+        trust: unpickle ``weights`` fully (``--trust-checkpoint``); default: weights-only loading.
     """
 
     def __init__(
-        self, model_name: str, weights: str | None = None, stage: int | None = None, strict: bool = True
+        self,
+        model_name: str,
+        weights: str | None = None,
+        stage: int | None = None,
+        strict: bool = True,
+        trust: bool = False,
     ):
         super().__init__()
         import timm
 
-        kwargs = {"dynamic_img_size": True} if "vit" in model_name or "deit" in model_name else {}
+        vit_name = "vit" in model_name or "deit" in model_name
+        # An export folder ("local-dir:DIR") carries its own model_args (dynamic_img_size included).
+        kwargs = {"dynamic_img_size": True} if vit_name and not model_name.startswith("local-dir:") else {}
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         self.model.eval()
         self.is_vit = hasattr(self.model, "patch_embed") and hasattr(self.model, "blocks")
@@ -104,24 +149,17 @@ class TimmFeatures(nn.Module):
             self.stage = len(info) - 1 if stage is None else stage
             self._stride = int(info[self.stage]["reduction"])
         if weights:
-            self.load_weights(weights, strict)
+            self.load_weights(weights, strict, trust)
 
     @property
     def feature_stride(self) -> int:
         """Pixels per feature cell."""
         return self._stride
 
-    def load_weights(self, path: str, strict: bool = True) -> None:
+    def load_weights(self, path: str, strict: bool = True, trust: bool = False) -> None:
         """Load a plain state dict, reporting missing / unexpected keys by name."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        path = weights_file(path)
+        state = encoder_state(load_state_file(path, trust), path)
         # Heads, MAE decoders and classifier norms are not part of the dense feature path.
         skip = ("head.", "decoder", "mask_token", "fc.", "fc_norm.")
         state = {k: v for k, v in state.items() if not k.startswith(skip)}
@@ -150,25 +188,52 @@ class TimmFeatures(nn.Module):
         return out[-1]
 
 
-def _checkpoint_class(ckpt: dict, class_path: str | None) -> type[VideoSSLModule]:
+def registered_systems() -> dict[str, type[VideoSSLModule]]:
+    """The corrmae training systems by class name: the only classes a checkpoint may ask to be rebuilt as."""
+    import lightning_modules
+
+    found = {}
+    for name in getattr(lightning_modules, "__all__", ()):
+        cls = getattr(lightning_modules, name)
+        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
+            found[name] = cls
+    return found
+
+
+def registered_class(class_path: str, source: str | Path) -> type[VideoSSLModule]:
+    """The registered system that ``class_path`` names; anything else is refused, never imported.
+
+    Accepted spellings: ``SiamMAE``, ``lightning_modules.SiamMAE``, ``lightning_modules.siammae.SiamMAE``.
+    """
+    systems = registered_systems()
+    module, _, name = class_path.rpartition(".")
+    cls = systems.get(name)
+    if cls is None or module not in ("", "lightning_modules", cls.__module__):
+        raise ValueError(
+            f"{source}: class path {class_path!r} is not a registered corrmae system "
+            f"({', '.join(sorted(systems))}); refusing to import it"
+        )
+    return cls
+
+
+def _checkpoint_class(
+    ckpt: dict, class_path: str | None, source: str | Path = "checkpoint"
+) -> type[VideoSSLModule]:
     """The LightningModule class of a checkpoint: explicit, recorded by LightningCLI, or by key matching."""
     hparams = ckpt.get("hyper_parameters", {})
     path = class_path or hparams.get("_class_path")
     if path:
-        module, _, name = path.rpartition(".")
-        return getattr(importlib.import_module(module or "lightning_modules"), name)
-    import lightning_modules
-
+        return registered_class(str(path), source)
     keys = set(ckpt["state_dict"])
-    for name in getattr(lightning_modules, "__all__", ()):
-        cls = getattr(lightning_modules, name)
-        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
-            try:
-                if set(cls(**_init_kwargs(cls, hparams)).state_dict()) == keys:
-                    return cls
-            except (TypeError, ValueError):
-                continue
-    raise ValueError("cannot tell the checkpoint's class; pass class_path, e.g. lightning_modules.SiamMAE")
+    for cls in registered_systems().values():
+        try:
+            if set(cls(**_init_kwargs(cls, hparams)).state_dict()) == keys:
+                return cls
+        except (TypeError, ValueError):
+            continue
+    raise ValueError(
+        f"{source}: cannot tell the checkpoint's class; pass class_path, e.g. lightning_modules.SiamMAE"
+    )
 
 
 def _init_kwargs(cls: type, hparams: dict) -> dict:
@@ -178,7 +243,7 @@ def _init_kwargs(cls: type, hparams: dict) -> dict:
 
 
 def load_corrmae_checkpoint(
-    path: str | Path, class_path: str | None = None, random_init: bool = False
+    path: str | Path, class_path: str | None = None, random_init: bool = False, trust: bool = False
 ) -> VideoSSLModule:
     """Rebuild a corrmae module from a ``.ckpt`` (hyper-parameters + class path) and load its weights.
 
@@ -186,6 +251,7 @@ def load_corrmae_checkpoint(
         path: Lightning checkpoint written by corrmae training.
         class_path: e.g. ``lightning_modules.SiamMAE``; default: recorded by LightningCLI or inferred.
         random_init: build the same architecture but keep its random initialisation (baseline).
+        trust: unpickle fully (``--trust-checkpoint``); default: weights-only loading.
 
     Returns:
         The module in eval mode.
@@ -193,12 +259,15 @@ def load_corrmae_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" not in ckpt:
+    ckpt = load_torch_file(path, trust)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(
             f"{path} is not a Lightning checkpoint (no 'state_dict'); use --model <timm name> --weights"
         )
-    cls = _checkpoint_class(ckpt, class_path)
+    hparams = ckpt.get("hyper_parameters", {})
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{path}: hyper_parameters is a {type(hparams).__name__}, expected a dict")
+    cls = _checkpoint_class(ckpt, class_path, path)
     module = cls(**_init_kwargs(cls, ckpt.get("hyper_parameters", {})))
     if not random_init:
         check_shapes(module, ckpt["state_dict"], path, cls.__name__)
@@ -211,6 +280,18 @@ def load_corrmae_checkpoint(
     return module.eval()
 
 
+def export_stage(folder: Path) -> int | None:
+    """The timm ``feature_info`` index that ``corrmae export`` recorded (None: a ViT's last block)."""
+    import json
+
+    try:
+        info = json.loads((folder / "config.json").read_text()).get("corrmae", {})
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{folder}/config.json is not a readable export config ({err})") from err
+    index = info.get("feature_index", -1)
+    return None if index is None or index < 0 else int(index)
+
+
 def build_feature_extractor(
     ckpt: str | None = None,
     model: str | None = None,
@@ -218,14 +299,22 @@ def build_feature_extractor(
     random_init: bool = False,
     patch_size: int = 8,
     stage: int | None = None,
+    trust: bool = False,
 ) -> nn.Module:
     """One entry point for eval-all: a corrmae checkpoint, ``pixels``, or a timm model name (+ weights)."""
     if ckpt:
-        return load_corrmae_checkpoint(ckpt, random_init=random_init)
+        return load_corrmae_checkpoint(ckpt, random_init=random_init, trust=trust)
+    if not model and weights and Path(weights).is_dir() and (Path(weights) / "config.json").is_file():
+        # a corrmae export / timm hub folder names its own architecture and feature map
+        model = f"local-dir:{Path(weights).resolve()}"
+        stage = export_stage(Path(weights)) if stage is None else stage
     if not model:
-        raise ValueError("give a corrmae checkpoint (--ckpt) or a model (--model pixels | <timm name>)")
+        raise ValueError(
+            "give a corrmae checkpoint (--ckpt), a model (--model pixels | <timm name>) or an export folder "
+            f"(--weights DIR with config.json){f'; {weights} is not one' if weights else ''}"
+        )
     if model == "pixels":
         return PixelFeatures(patch_size)
     if random_init and weights:
         raise ValueError("--random-init and --weights are mutually exclusive")
-    return TimmFeatures(model, weights=weights, stage=stage)
+    return TimmFeatures(model, weights=weights, stage=stage, trust=trust)
