@@ -8,14 +8,17 @@
 skipped. Writes ``OUT/results.md`` and ``OUT/results.csv`` (checkpoint, backbone, J&F, J, F, mIoU, PCK@0.1,
 PCK@0.2, all x100), ``OUT/davis_per_object.csv``, ``OUT/vip_per_class.csv`` and the DAVIS palette PNGs in
 ``OUT/davis/<seq>/`` (check them with davis2017-evaluation: ``--results_path OUT/davis``).
+Resumable: finished videos are kept under ``OUT/records/`` and a rerun with the same checkpoint, protocol and
+options skips them (``lightning_modules.eval_store``); different settings are refused unless ``--restart``.
 Multi-device: ``--devices N`` runs a Lightning ``Trainer.test`` whose ranks each take every N-th video (the
 same sharding and exact merge as ``LabelPropagationCallback``).
 """
 
 import argparse
 import csv
+import io
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
@@ -25,6 +28,7 @@ from torch.utils.data import DataLoader
 from callbacks.label_propagation import PropagationConfig
 from callbacks.propagation_callback import gather_records, shard
 from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
+from lightning_modules.eval_store import ResultStore, atomic_write_text, file_digest
 from lightning_modules.feature_extractors import build_feature_extractor
 
 DIRS = {"davis": "DAVIS", "vip": "VIP", "jhmdb": "JHMDB"}
@@ -34,32 +38,70 @@ COLUMNS = ("checkpoint", "backbone", "J&F", "J", "F", "mIoU", "PCK@0.1", "PCK@0.
 class PropagationEvaluator(L.LightningModule):
     """Runs every requested benchmark in ``on_test_epoch_end`` on this rank's shard and merges all ranks."""
 
-    def __init__(self, extractor: torch.nn.Module, benchmarks: dict[str, list], configs: dict, args: dict):
+    def __init__(
+        self, extractor: torch.nn.Module, benchmarks: dict[str, list], configs: dict, args: dict, store
+    ):
         super().__init__()
         self.extractor = extractor
-        self.benchmarks, self.configs, self.args = benchmarks, configs, args
+        self.benchmarks, self.configs, self.args, self.store = benchmarks, configs, args, store
         self.scores: dict[str, dict[str, float]] = {}
         self.records: dict[str, list[dict]] = {}
+        self.reused = self.evaluated = 0
 
     def test_step(self, batch, batch_idx):
         """Nothing per batch: the work is per video, in ``on_test_epoch_end``."""
+
+    def on_test_start(self) -> None:
+        """Rank 0 checks who owns OUT (refuse / restart / resume) before any rank reads or writes it."""
+        if self.trainer.is_global_zero:
+            kept = self.store.claim()
+            if kept:
+                print(f"eval-all: resuming in {self.store.out}: {kept} finished videos are reused")
+        self.trainer.strategy.barrier()
 
     def on_test_epoch_end(self) -> None:
         """Evaluate this rank's videos of each benchmark; every rank enters every gather."""
         self.extractor.eval()
         for name, videos in self.benchmarks.items():
             local = shard(videos, self.global_rank, self.trainer.world_size)
-            out = Path(self.args["out"]) / name
-            with torch.no_grad():
-                records = evaluate_benchmark(
-                    name, self.extractor.extract_features, self.extractor.feature_stride, local,
-                    self.configs[name], out_dir=out if name == "davis" else None, device=self.device,
-                    short_side=self.args["short_side"], width_rule=self.args["width_rule"],
-                    batch_frames=self.args["batch_frames"],
-                )  # fmt: skip
-            merged = gather_records(records)
+            merged = gather_records([self.video_record(name, video) for video in local])
             self.records[name] = merged
             self.scores[name] = summarize_benchmark(name, merged)
+        print(f"eval-all (rank {self.global_rank}): {self.evaluated} videos evaluated, {self.reused} reused")
+
+    def video_record(self, name: str, video) -> dict:
+        """One video's record: stored by an earlier run, or evaluated now and stored atomically."""
+        record = self.store.load(name, video.name)
+        if record is not None:
+            self.reused += 1
+            return record
+        partial = self.store.partial_dir(name) if name == "davis" else None
+        with torch.no_grad():
+            (record,) = evaluate_benchmark(
+                name, self.extractor.extract_features, self.extractor.feature_stride, [video],
+                self.configs[name], out_dir=partial, device=self.device, short_side=self.args["short_side"],
+                width_rule=self.args["width_rule"], batch_frames=self.args["batch_frames"],
+            )  # fmt: skip
+        if partial is not None:
+            self.store.commit_predictions(name, video.name)
+        self.store.save(name, video.name, record)
+        self.evaluated += 1
+        return record
+
+
+def run_settings(args: argparse.Namespace, configs: dict) -> dict:
+    """Everything the results depend on: the weights' content, the model, the protocol and the options."""
+    settings = {
+        "checkpoint": file_digest(args.ckpt) if args.ckpt else None,
+        "weights": file_digest(args.weights) if args.weights else None,
+        "data": str(Path(args.data).resolve()),  # its content is not hashed: --restart after changing it
+        **{k: getattr(args, k) for k in ("model", "random_init", "seed", "patch_size", "stage", "short_side",
+                                          "width_rule", "davis_split", "max_videos", "batch_frames",
+                                          "accelerator")},
+    }  # fmt: skip
+    for bench, cfg in configs.items():
+        settings.update({f"{bench}.{k}": v for k, v in asdict(cfg).items()})
+    return settings
 
 
 def propagation_configs(args: argparse.Namespace) -> dict[str, PropagationConfig]:
@@ -98,10 +140,11 @@ def write_results(out: Path, scores: dict, records: dict, checkpoint: str, backb
               jhmdb.get("PCK@0.2")]  # fmt: skip
     # J&F, J, F and mIoU are fractions; PCK is already a percentage (UVC eval_pck).
     shown = [None if v is None else 100 * v if i < 4 else v for i, v in enumerate(values)]
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        w.writerow([checkpoint, backbone] + ["" if v is None else f"{v:.3f}" for v in shown])
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(COLUMNS)
+    w.writerow([checkpoint, backbone] + ["" if v is None else f"{v:.3f}" for v in shown])
+    atomic_write_text(out / "results.csv", table.getvalue())
     cells = ["—" if v is None else f"{v:.1f}" for v in shown]
     md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), f"| {checkpoint} | {backbone} | "
           + " | ".join(cells) + " |"]  # fmt: skip
@@ -156,6 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--seed", type=int, default=0, help="seeds the random-init baseline's weights")
+    p.add_argument("--restart", action="store_true", help="discard results already in --out, start over")
     args = p.parse_args(argv)
     for key in ("ckpt", "model", "weights"):
         setattr(args, key, getattr(args, key) or None)
@@ -190,10 +234,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         benchmarks[name] = load_benchmark(name, root, args.davis_split, args.max_videos)
     if not benchmarks:
         raise SystemExit(f"eval-all: no benchmark directory found under {args.data}")
+    configs = propagation_configs(args)
     evaluator = PropagationEvaluator(
-        extractor, benchmarks, propagation_configs(args),
+        extractor, benchmarks, configs,
         {"out": str(out), "short_side": args.short_side or None, "width_rule": args.width_rule,
          "batch_frames": args.batch_frames},
+        ResultStore(out, run_settings(args, configs), args.restart),
     )  # fmt: skip
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices, logger=False, enable_progress_bar=False,
