@@ -7,7 +7,7 @@ scores in a fixed (sorted) order, so a 2-process evaluation gives bit-identical 
 No Lightning here: ``feature_fn`` is any ``(B, 3, H, W) -> (B, D, h, w)`` callable (``extract_features``).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from callbacks.label_propagation import (
     predict_mask,
     propagate_video,
 )
+from callbacks.local_affinity import FrameContext, frame_plan, propagate_tiles
 from datamodules.davis import DavisSequence, eval_size, write_palette_png
 
 FeatureFn = Callable[[Tensor], Tensor]
@@ -61,6 +62,46 @@ def video_features(
             raise ValueError(f"features {tuple(f.shape)} do not match size {size} / stride {stride}")
         chunks.append(F.normalize(f, dim=1))
     return torch.cat(chunks)  # (T, D, h, w)
+
+
+@torch.no_grad()
+def iter_features(
+    feature_fn: FeatureFn,
+    read_frame: Callable[[int], np.ndarray],
+    num_frames: int,
+    size: tuple[int, int],
+    stride: int,
+    device: torch.device | str = "cpu",
+    batch_frames: int = 8,
+) -> Iterator[Tensor]:
+    """``video_features`` one frame at a time, (D, h, w) each: at most ``batch_frames`` frames are held."""
+    for start in range(0, num_frames, batch_frames):
+        count = min(batch_frames, num_frames - start)
+        read = lambda i, s=start: read_frame(s + i)  # noqa: E731
+        yield from video_features(feature_fn, read, count, size, stride, device, batch_frames)
+
+
+def propagate_stream(
+    frames: Iterator[Tensor], first_labels: Tensor, cfg: PropagationConfig
+) -> Iterator[Tensor]:
+    """``propagate_video`` as a stream: (D, h, w) features in, (K, h, w) soft labels out, frame by frame.
+
+    Only the context (frame 0 and the last ``queue_length`` frames) is kept, so memory does not grow with
+    the video's length. Bit-identical to ``propagate_video`` (tests/test_long_videos.py checks it).
+    """
+    frames = iter(frames)
+    feats0 = next(frames)
+    h, w = feats0.shape[-2:]
+    yield first_labels
+    ctx = FrameContext.for_video(
+        feats0.permute(1, 2, 0), first_labels.permute(1, 2, 0), cfg.queue_length, cfg.window_first_frame
+    )
+    plan = frame_plan((h, w), cfg.chunk_size, cfg.radius, cfg.window, feats0.device)
+    for t, feats in enumerate(frames, start=1):
+        query = feats.permute(1, 2, 0).contiguous()  # (h, w, D)
+        out = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature)  # (h, w, K)
+        ctx.push(query, out, t)
+        yield out.permute(2, 0, 1)  # (K, h, w)
 
 
 def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> Tensor:
@@ -119,30 +160,76 @@ def evaluate_davis(
     Returns:
         One record per sequence: ``{"sequence", "rows": [per-object J/F stats], "preview"?}``.
     """
-    from callbacks.metrics import DavisJF
-
     records = []
     for n, seq in enumerate(videos):
-        size = eval_size(*seq.size, short_side, stride, width_rule)
-        feats = video_features(feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames)
-        first = resize_ids(seq.first_mask(), size)  # (H_r, W_r)
-        soft = propagate_ids(feats, first, seq.num_objects + 1, stride, cfg)  # (T, K, h, w)
-        gt = seq.read_masks()  # (T, H, W)
-        pred = np.stack(
-            [gt[0]] + [predict_mask(s, stride, seq.size, cfg.minmax_norm).cpu().numpy() for s in soft[1:]]
-        ).astype(np.uint8)  # (T, H, W); frame 0 is the given annotation (not evaluated)
-        if out_dir is not None:
-            for path, mask in zip(seq.frame_paths, pred):
-                write_palette_png(Path(out_dir) / seq.name / f"{path.stem}.png", mask, seq.palette)
-        metric = DavisJF(sync_on_compute=False)  # per sequence; ranks are merged by summarize_davis
-        metric.update(torch.from_numpy(pred), torch.from_numpy(gt), seq.num_objects, seq.name)
-        record = {"sequence": seq.name, "rows": davis_rows(metric)}
-        if n == 0 and preview:
-            record["preview"] = np.stack(
-                [overlay(seq.read_frame(t), pred[t], seq.palette) for t in _preview_frames(len(seq), preview)]
+        if len(seq) < 3:
+            raise ValueError(
+                f"{seq.name}: needs >= 3 frames (first and last are not evaluated), got {len(seq)}"
             )
+        size = eval_size(*seq.size, short_side, stride, width_rule)
+        first = resize_ids(seq.first_mask(), size)  # (H_r, W_r)
+        onehot = labels_onehot(first.to(device), seq.num_objects + 1)  # (K, H_r, W_r)
+        feats = iter_features(feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames)
+        score = SequenceJF(seq.name, seq.num_objects)
+        shown = set(_preview_frames(len(seq), preview)) if n == 0 and preview else set()
+        overlays = []
+        # Frame by frame (propagation, PNG, J/F): memory is the context window, not the video's length.
+        for t, soft in enumerate(
+            propagate_stream(feats, downsample_labels(onehot, stride, cfg.soft_first_frame), cfg)
+        ):
+            gt = seq.read_mask(t)  # (H, W)
+            pred = gt if t == 0 else predict_mask(soft, stride, seq.size, cfg.minmax_norm).cpu().numpy()
+            pred = pred.astype(np.uint8)  # frame 0 is the given annotation (not evaluated)
+            if out_dir is not None:
+                write_palette_png(
+                    Path(out_dir) / seq.name / f"{seq.frame_paths[t].stem}.png", pred, seq.palette
+                )
+            if 0 < t < len(seq) - 1:
+                score.add(pred, gt)
+            if t in shown:
+                overlays.append(overlay(seq.read_frame(t), pred, seq.palette))
+        record = {"sequence": seq.name, "rows": score.rows()}
+        if overlays:
+            record["preview"] = np.stack(overlays)
         records.append(record)
     return records
+
+
+class SequenceJF:
+    """``DavisJF.update`` of one sequence, fed one evaluated frame at a time (same numbers, bit for bit).
+
+    Per object it keeps one J and one F value per frame; ``rows`` turns them into the per-object mean /
+    recall / decay rows of ``DavisJF.per_object``.
+    """
+
+    def __init__(self, sequence: str, num_objects: int, bound_th: float = 0.008):
+        self.sequence, self.num_objects, self.bound_th = sequence, num_objects, bound_th
+        self.j: list[list[float]] = [[] for _ in range(num_objects)]
+        self.f: list[list[float]] = [[] for _ in range(num_objects)]
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Score one frame: pred, gt (H, W) object ids."""
+        from callbacks.davis_measures import db_eval_boundary, db_eval_iou
+
+        if pred.shape != gt.shape:
+            raise ValueError(f"{self.sequence}: pred {pred.shape} and gt {gt.shape} differ")
+        if pred.max(initial=0) > self.num_objects:
+            raise ValueError(f"{self.sequence}: predicted id {pred.max()} > num_objects {self.num_objects}")
+        for i, obj in enumerate(range(1, self.num_objects + 1)):
+            g, p = gt == obj, pred == obj
+            self.j[i].append(float(db_eval_iou(g, p)))
+            self.f[i].append(float(db_eval_boundary(g, p, bound_th=self.bound_th)))
+
+    def rows(self) -> list[dict]:
+        """``{sequence, object, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay}`` per object."""
+        from callbacks.davis_measures import db_statistics
+        from callbacks.metrics import STAT_NAMES
+
+        out = []
+        for i in range(self.num_objects):
+            stats = [*db_statistics(np.array(self.j[i])), *db_statistics(np.array(self.f[i]))]
+            out.append({"sequence": self.sequence, "object": i + 1, **dict(zip(STAT_NAMES, stats))})
+        return out
 
 
 def davis_rows(metric) -> list[dict]:

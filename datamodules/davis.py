@@ -162,6 +162,10 @@ class DavisSequence:
         """
         return np.stack([self._read_mask(i) for i in range(len(self))])
 
+    def read_mask(self, index: int) -> np.ndarray:
+        """Ground truth of frame ``index`` (H, W) uint8, as in ``read_masks`` (one frame: long videos)."""
+        return self._read_mask(index)
+
     def _read_mask(self, index: int) -> np.ndarray:
         path = self.mask_paths[index]
         if path is None:

@@ -23,6 +23,7 @@ import callbacks  # noqa: F401  (registers callback classes for short class_path
 import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
+from callbacks.rank_loss import RankLossWatchdog
 from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, safe_globals
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
@@ -106,6 +107,8 @@ class CorrMAECLI(LightningCLI):
         """The configured trainer, with crash-safe checkpoint writes unless a CheckpointIO was given."""
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer, self.trust_checkpoint)
+        if not any(isinstance(cb, RankLossWatchdog) for cb in trainer.callbacks):
+            trainer.callbacks.append(RankLossWatchdog())  # a lost DDP rank stops the others, named
         return trainer
 
     def before_fit(self) -> None:
