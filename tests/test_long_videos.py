@@ -73,6 +73,7 @@ def peak_growth(tmp_path, frames: int) -> int:
     return result["growth_kib"]
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_video_length(tmp_path):
     short, long = peak_growth(tmp_path, 60), peak_growth(tmp_path, 600)
     ratio = long / max(short, 1)
