@@ -24,7 +24,7 @@ import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
 from callbacks.rank_loss import RankLossWatchdog
-from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, safe_globals
+from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class, safe_globals
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
@@ -91,8 +91,6 @@ class CorrMAECLI(LightningCLI):
 
         Why: that class path comes from the file; jsonargparse would import and instantiate whatever it names.
         """
-        from lightning_modules.feature_extractors import registered_class
-
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():

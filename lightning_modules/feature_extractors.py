@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_modules.base import VideoSSLModule
-from lightning_modules.safe_load import load_state_file, load_torch_file
+from lightning_modules.safe_load import load_state_file, load_torch_file, registered_class, registered_systems
 
 _WRAPPER_KEYS = ("state_dict", "model", "teacher", "module", "encoder")
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")
@@ -186,34 +186,6 @@ class TimmFeatures(nn.Module):
         else:
             out = self.model.forward_intermediates(frames, indices=[self.stage], intermediates_only=True)
         return out[-1]
-
-
-def registered_systems() -> dict[str, type[VideoSSLModule]]:
-    """The corrmae training systems by class name: the only classes a checkpoint may ask to be rebuilt as."""
-    import lightning_modules
-
-    found = {}
-    for name in getattr(lightning_modules, "__all__", ()):
-        cls = getattr(lightning_modules, name)
-        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
-            found[name] = cls
-    return found
-
-
-def registered_class(class_path: str, source: str | Path) -> type[VideoSSLModule]:
-    """The registered system that ``class_path`` names; anything else is refused, never imported.
-
-    Accepted spellings: ``SiamMAE``, ``lightning_modules.SiamMAE``, ``lightning_modules.siammae.SiamMAE``.
-    """
-    systems = registered_systems()
-    module, _, name = class_path.rpartition(".")
-    cls = systems.get(name)
-    if cls is None or module not in ("", "lightning_modules", cls.__module__):
-        raise ValueError(
-            f"{source}: class path {class_path!r} is not a registered corrmae system "
-            f"({', '.join(sorted(systems))}); refusing to import it"
-        )
-    return cls
 
 
 def _checkpoint_class(

@@ -5,10 +5,12 @@ the moment it is opened. Every corrmae entry point (eval-all ``--weights`` / ``-
 ``export``) loads through ``load_torch_file``: ``weights_only=True`` plus a short allow-list of plain-data
 classes that corrmae's, Lightning's and the DINO / MAE releases' own checkpoints contain. Anything else is
 refused with an error naming the file, the offending globals and the opt-in flag ``--trust-checkpoint``;
-only that flag (``trust=True``) falls back to a full unpickle, for files the user trusts.
+only that flag (``trust=True``) falls back to a full unpickle, for files the user trusts. The class path a
+checkpoint records is never imported: it may only name a registered corrmae system (``registered_class``).
 """
 
 import argparse
+import inspect
 import pathlib
 import pickle
 import re
@@ -96,3 +98,32 @@ def load_state_file(path: str | Path, trust: bool = False) -> Any:
         except (SafetensorError, OSError, ValueError) as err:
             raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
     return load_torch_file(path, trust)
+
+
+def registered_systems() -> dict[str, type]:
+    """The corrmae training systems by class name: the only classes a checkpoint may ask to be rebuilt as."""
+    import lightning_modules
+    from lightning_modules.base import VideoSSLModule
+
+    found = {}
+    for name in getattr(lightning_modules, "__all__", ()):
+        cls = getattr(lightning_modules, name)
+        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
+            found[name] = cls
+    return found
+
+
+def registered_class(class_path: str, source: str | Path) -> type:
+    """The registered system that ``class_path`` names; anything else is refused, never imported.
+
+    Accepted spellings: ``SiamMAE``, ``lightning_modules.SiamMAE``, ``lightning_modules.siammae.SiamMAE``.
+    """
+    systems = registered_systems()
+    module, _, name = class_path.rpartition(".")
+    cls = systems.get(name)
+    if cls is None or module not in ("", "lightning_modules", cls.__module__):
+        raise ValueError(
+            f"{source}: class path {class_path!r} is not a registered corrmae system "
+            f"({', '.join(sorted(systems))}); refusing to import it"
+        )
+    return cls
