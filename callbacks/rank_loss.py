@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import lightning as L
 import torch
@@ -46,10 +47,11 @@ class RankLossWatchdog(Callback):
     Args:
         poll_s: seconds between liveness checks of the ranks on this host.
         exit_code: exit status of a rank stopped because a peer was lost.
+        settle_s: after a failed collective, how long to look for the dead local peer before naming it.
     """
 
-    def __init__(self, poll_s: float = 1.0, exit_code: int = 1):
-        self.poll_s, self.exit_code = poll_s, exit_code
+    def __init__(self, poll_s: float = 1.0, exit_code: int = 1, settle_s: float = 3.0):
+        self.poll_s, self.exit_code, self.settle_s = poll_s, exit_code, settle_s
         self.peers: list[tuple[str, int]] = []
         self.rank = 0
         self._children: dict = {}
@@ -130,7 +132,14 @@ class RankLossWatchdog(Callback):
             return
         self.stop()
         if isinstance(exception, (RuntimeError, torch.distributed.DistError)):
-            print(self.describe(self.lost_ranks()), file=sys.stderr, flush=True)
+            # A killed peer's sockets close a moment before its process is reaped: give it a few polls.
+            lost = self.lost_ranks()
+            for _ in range(int(self.settle_s / 0.1)):
+                if lost:
+                    break
+                time.sleep(0.1)
+                lost = self.lost_ranks()
+            print(self.describe(lost), file=sys.stderr, flush=True)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Never outlive the fit."""
