@@ -306,7 +306,10 @@ def test_vip_and_jhmdb_list_entries_cannot_leave_out(tmp_path):
     [
         ([torch.zeros(3)], r"is not a state dict \(a list"),
         (torch.zeros(3), r"is not a state dict \(a Tensor"),
-        ({"conv1.weight": torch.zeros(3), "note": "hello", "step": 3}, r"2 entries are not tensors \(\['note'"),
+        (
+            {"conv1.weight": torch.zeros(3), "note": "hello", "step": 3},
+            r"2 entries are not tensors \(\['note'",
+        ),
         (
             {"epoch": 3, "args": {"lr": 0.1}},
             r"no state dict found in checkpoint; top-level keys \['args', 'epoch'\]",
