@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import callbacks  # noqa: F401  (registers callback classes for short class_path names)
@@ -24,7 +23,7 @@ import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
 from callbacks.rank_loss import RankLossWatchdog
-from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class, safe_globals
+from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
@@ -87,19 +86,30 @@ class CorrMAECLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning rebuilds the model from ``--ckpt_path``'s recorded class path: only corrmae's systems.
+        """Take the model's hyper-parameters from ``--ckpt_path`` (as LightningCLI does), loaded safely.
 
-        Why: that class path comes from the file; jsonargparse would import and instantiate whatever it names.
+        Why override: Lightning reads the file with its own ``torch.load`` and lets jsonargparse import and
+        instantiate whatever class path the file records. Here the file goes through ``load_torch_file``
+        (allow-list, ``--trust-checkpoint``) and the class path must name a registered corrmae system.
         """
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            ckpt = load_torch_file(ckpt_path, self.trust_checkpoint)
-            hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-            if isinstance(hparams, dict) and hparams.get("_class_path"):
-                registered_class(str(hparams["_class_path"]), ckpt_path)
-        with torch.serialization.safe_globals(safe_globals()):
-            super()._parse_ckpt_path()
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        ckpt = load_torch_file(ckpt_path, self.trust_checkpoint)
+        hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        class_path = hparams.pop("_class_path", None)
+        if class_path:
+            registered_class(str(class_path), ckpt_path)
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"{ckpt_path}: its model hyper-parameters do not fit the config\n")
+            raise
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         """The configured trainer, with crash-safe checkpoint writes unless a CheckpointIO was given."""
@@ -144,11 +154,10 @@ def main(args: ArgsType = None) -> None:
         getattr(importlib.import_module(module), func)(argv[1:])
         return
     trust = TRUST_FLAG in argv or os.environ.get(TRUST_ENV) == "1"
-    if trust:
+    if trust and args is None:
         # The DDP launcher re-runs sys.argv for the other ranks: they inherit the choice via the environment.
         os.environ[TRUST_ENV] = "1"
-        if args is None:
-            sys.argv = [a for a in sys.argv if a != TRUST_FLAG]
-        else:
-            args = [a for a in argv if a != TRUST_FLAG]
+        sys.argv = [a for a in sys.argv if a != TRUST_FLAG]
+    elif trust:
+        args = [a for a in argv if a != TRUST_FLAG]
     run_cli(args, trust_checkpoint=trust)

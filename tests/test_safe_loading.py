@@ -112,3 +112,28 @@ def test_dino_full_checkpoint_with_namespace_args_loads(tmp_path):
     loaded = TimmFeatures("resnet18", weights=str(tmp_path / "dino.pth"))
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(loaded.extract_features(x), ref.extract_features(x))
+
+
+def test_cli_trust_flag_reaches_the_loaders(evil, tmp_path, monkeypatch):
+    import lightning as L
+
+    from lightning_modules import cli
+
+    marker, _, ckpt = evil
+    seen = {}
+    monkeypatch.setattr(
+        cli, "run_cli", lambda args, trust_checkpoint: seen.update(args=args, trust=trust_checkpoint)
+    )
+    cli.main(["fit", "--ckpt_path", str(ckpt), "--trust-checkpoint"])
+    assert seen == {"args": ["fit", "--ckpt_path", str(ckpt)], "trust": True}  # flag consumed, not parsed
+    monkeypatch.undo()
+    config = str(REPO / "configs/demo/siammae_tiny.yaml")
+    fit = ["fit", "--config", config, "--data.root", str(tmp_path / "none"), "--trainer.logger=false",
+           "--ckpt_path", str(ckpt), "--trust-checkpoint"]  # fmt: skip
+    with pytest.raises(ValueError, match="none. does not exist"):  # loaded (trusted), then no data
+        cli.main(fit)
+    assert marker.exists()  # the trusted file was really unpickled
+    built = cli.CorrMAECLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True,
+                           subclass_mode_data=True, run=False, trust_checkpoint=True,
+                           args=["--config", config, "--trainer.logger=false"])  # fmt: skip
+    assert built.trainer.strategy.checkpoint_io.trust
