@@ -127,7 +127,7 @@ class RankLossWatchdog(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """A failed collective: name the lost rank before Lightning re-raises."""
+        """A failed collective: name the lost rank and leave (or, if none is visible, let Lightning re-raise)."""
         if not self.peers or self._stop is None or self._stop.is_set():
             return
         self.stop()
@@ -139,7 +139,16 @@ class RankLossWatchdog(Callback):
                     break
                 time.sleep(0.1)
                 lost = self.lost_ranks()
-            print(self.describe(lost), file=sys.stderr, flush=True)
+            if not lost:
+                print(self.describe(lost), file=sys.stderr, flush=True)
+                return
+            # Lightning's teardown could block on the broken process group: close the loggers and leave now.
+            for logger in trainer.loggers:
+                try:
+                    logger.finalize("failed")
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+            self._abort(trainer, self.describe(lost))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Never outlive the fit."""
