@@ -7,9 +7,9 @@ or, with gloo, exiting with "Connection closed by peer" that names no rank.
 ``RankLossWatchdog`` records every rank's host and pid when fit starts (one ``all_gather_object``), then a
 daemon thread polls the ranks on its own host every ``poll_s`` seconds. When one is gone (or a zombie) it
 prints ``rank R (pid P on host H) was lost ...`` to stderr, kills this node's other ranks that Lightning
-launched and exits the process with ``exit_code``. A collective that fails first (a rank on another host)
-gets the same message from ``on_exception``, listing the local ranks it found dead, else naming the ranks it
-cannot see. Ranks on other hosts are otherwise left to the collective timeout, so set it in production
+launched and exits the process with ``exit_code``. A collective that fails first gets the same message and
+exit from ``on_exception``; if no local rank is dead, it names the ranks on other hosts and lets Lightning
+re-raise. Ranks on other hosts are otherwise left to the collective timeout, so set it in production
 (``strategy: {class_path: lightning.pytorch.strategies.DDPStrategy, init_args: {timeout: "0:10:00"}}``).
 The CLI installs the watchdog by default; it does nothing in a single process.
 """
@@ -127,7 +127,7 @@ class RankLossWatchdog(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """A failed collective: name the lost rank and leave (or, if none is visible, let Lightning re-raise)."""
+        """A failed collective: name the lost rank and leave (none visible: Lightning re-raises)."""
         if not self.peers or self._stop is None or self._stop.is_set():
             return
         self.stop()
