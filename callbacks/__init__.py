@@ -4,6 +4,7 @@ from callbacks.checkpointing import AtomicCheckpointIO
 from callbacks.label_propagation import PropagationConfig
 from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
 from callbacks.propagation_callback import LabelPropagationCallback
+from callbacks.rank_loss import RankLossWatchdog
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -12,4 +13,5 @@ __all__ = [
     "DavisJF",
     "ConfusionMIoU",
     "PCK",
+    "RankLossWatchdog",
 ]

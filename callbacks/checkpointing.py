@@ -6,6 +6,10 @@ into place; across file systems that move is a copy, so a crash mid-copy leaves 
 directory, fsyncs it, ``os.replace``-s it over the target (atomic on POSIX within one file system) and
 fsyncs the directory. A crash at any point leaves the previous checkpoint intact; only a stray
 ``.<name>.tmp-<pid>`` file can remain. The corrmae CLI installs it by default (``use_atomic_checkpoints``).
+
+Loading (``fit --ckpt_path``) is weights-only with corrmae's allow-list (``lightning_modules.safe_load``): a
+checkpoint that needs other Python globals is refused unless the CheckpointIO was built with ``trust=True``
+(the CLI's ``--trust-checkpoint``).
 """
 
 import os
@@ -14,14 +18,36 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lightning_modules.safe_load import load_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` whose local saves are atomic (temp file in the same directory + ``os.replace``).
 
     Remote paths (``s3://`` etc.) keep Lightning's fsspec transaction.
+
+    Args:
+        trust: load checkpoints with full unpickling (only for files the user trusts); default weights-only.
     """
+
+    def __init__(self, trust: bool = False) -> None:
+        super().__init__()
+        self.trust = trust
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Load ``path`` weights-only (allow-listed globals) unless ``trust``; ``weights_only`` is ignored.
+
+        Why ignored: Lightning passes ``None`` (meaning "unpickle everything" for local files); only the
+        user's explicit ``--trust-checkpoint`` may lift the restriction.
+        """
+        fs = get_filesystem(path)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        with fs.open(path, "rb") as f:
+            return load_torch_file(f, self.trust, map_location or "cpu", name=str(path))
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         """Write ``checkpoint`` to ``path`` atomically.
@@ -63,7 +89,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def use_atomic_checkpoints(trainer: L.Trainer) -> None:
+def use_atomic_checkpoints(trainer: L.Trainer, trust: bool = False) -> None:
     """Swap the trainer's default ``TorchCheckpointIO`` for ``AtomicCheckpointIO`` (user plugins are kept)."""
-    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    if type(trainer.strategy.checkpoint_io) in (TorchCheckpointIO, AtomicCheckpointIO):
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO(trust)

@@ -9,6 +9,7 @@ materialising the (context*N) x N matrix, and README "Label propagation" for the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -152,33 +153,45 @@ def propagate_frame(query: Tensor, ctx_feats: Tensor, ctx_labels: Tensor, cfg: P
     return out.permute(2, 0, 1)  # (K, h, w)
 
 
-def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig | None = None) -> Tensor:
-    """Propagate frame-0 labels through a video by k-NN in feature space.
+def propagate_stream(
+    frames: Iterable[Tensor], first_labels: Tensor, cfg: PropagationConfig | None = None
+) -> Iterator[Tensor]:
+    """Propagate frame-0 labels by k-NN in feature space, one frame at a time.
+
+    Only the context (frame 0 and the last ``queue_length`` predictions) is held, so memory does not grow
+    with the video's length (evaluation streams frames, propagation, PNGs and J/F through this).
 
     Args:
-        feats: (T, D, h, w) features, L2-normalised along D.
+        frames: (D, h, w) features per frame, frame 0 first, L2-normalised along D.
         first_labels: (K, h, w) float labels of frame 0 at feature resolution (see `downsample_labels`).
         cfg: propagation settings; default SiamMAE's DAVIS setting.
 
-    Returns:
-        (T, K, h, w) soft labels; frame 0 is `first_labels`, frame t > 0 is predicted from frame 0 and the
+    Yields:
+        (K, h, w) soft labels: frame 0's are `first_labels`, frame t > 0's are predicted from frame 0 and the
         predictions of frames max(1, t - queue_length) .. t-1 (``context="crw"``: t - queue_length .. t-1,
         indices below 0 being copies of frame 0).
     """
     cfg = cfg or PropagationConfig()
-    _check_inputs(feats, first_labels)
-    t_len, d, h, w = feats.shape
-    out = feats.new_empty(t_len, h, w, first_labels.shape[0])  # (T, h, w, K)
-    out[0] = first_labels.permute(1, 2, 0)
+    frames = iter(frames)
+    feats0 = next(frames)
+    _check_inputs(feats0[None], first_labels)
+    yield first_labels
     ctx = FrameContext.for_video(
-        feats[0].permute(1, 2, 0), out[0], cfg.queue_length, cfg.window_first_frame, cfg.context == "crw"
-    )
-    plan = frame_plan((h, w), cfg.chunk_size, cfg.radius, cfg.window, feats.device)
-    for t in range(1, t_len):
-        query = feats[t].permute(1, 2, 0).contiguous()  # (h, w, D), one frame at a time: no video-sized copy
-        out[t] = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature, cfg.ties == "keep")
-        ctx.push(query, out[t], t)
-    return out.permute(0, 3, 1, 2).contiguous()  # (T, K, h, w)
+        feats0.permute(1, 2, 0), first_labels.permute(1, 2, 0), cfg.queue_length, cfg.window_first_frame,
+        cfg.context == "crw",
+    )  # fmt: skip
+    plan = frame_plan(tuple(feats0.shape[-2:]), cfg.chunk_size, cfg.radius, cfg.window, feats0.device)
+    for t, feats in enumerate(frames, start=1):
+        query = feats.permute(1, 2, 0).contiguous()  # (h, w, D)
+        out = propagate_tiles(query, ctx, plan, cfg.topk, cfg.temperature, cfg.ties == "keep")  # (h, w, K)
+        ctx.push(query, out, t)
+        yield out.permute(2, 0, 1)  # (K, h, w)
+
+
+def propagate_video(feats: Tensor, first_labels: Tensor, cfg: PropagationConfig | None = None) -> Tensor:
+    """`propagate_stream` over a whole video: (T, D, h, w) features -> (T, K, h, w) soft labels."""
+    _check_inputs(feats, first_labels)
+    return torch.stack(list(propagate_stream(feats.unbind(0), first_labels, cfg)))  # (T, K, h, w)
 
 
 # ---------------------------------------------------------------------------------- label encoding / decoding

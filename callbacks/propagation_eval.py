@@ -7,7 +7,7 @@ scores in a fixed (sorted) order, so a 2-process evaluation gives bit-identical 
 No Lightning here: ``feature_fn`` is any ``(B, 3, H, W) -> (B, D, h, w)`` callable (``extract_features``).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from callbacks.label_propagation import (
     PropagationConfig,
     downsample_labels,
     labels_onehot,
+    propagate_stream,
     propagate_video,
 )
 from callbacks.protocol_steps import decode_labels, first_frame_labels, preprocess_frames
@@ -67,6 +68,24 @@ def video_features(
             raise ValueError(f"features {tuple(f.shape)} do not match size {size} / stride {stride}")
         chunks.append(F.normalize(f, dim=1))
     return torch.cat(chunks)  # (T, D, h, w)
+
+
+@torch.no_grad()
+def iter_features(
+    feature_fn: FeatureFn,
+    read_frame: Callable[[int], np.ndarray],
+    num_frames: int,
+    size: tuple[int, int],
+    stride: int,
+    device: torch.device | str = "cpu",
+    batch_frames: int = 8,
+    protocol: Protocol | None = None,
+) -> Iterator[Tensor]:
+    """``video_features`` one frame at a time, (D, h, w) each: at most ``batch_frames`` frames are held."""
+    for start in range(0, num_frames, batch_frames):
+        count = min(batch_frames, num_frames - start)
+        read = lambda i, s=start: read_frame(s + i)  # noqa: E731
+        yield from video_features(feature_fn, read, count, size, stride, device, batch_frames, protocol)
 
 
 def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> Tensor:
@@ -127,35 +146,79 @@ def evaluate_davis(
     Returns:
         One record per sequence: ``{"sequence", "rows": [per-object J/F stats], "preview"?}``.
     """
-    from callbacks.metrics import DavisJF
-
     protocol = as_protocol(cfg, "davis")
     records = []
     for n, seq in enumerate(videos):
+        if len(seq) < 3:
+            raise ValueError(
+                f"{seq.name}: needs >= 3 frames (first and last are not evaluated), got {len(seq)}"
+            )
         size = eval_size(*seq.size, short_side, stride, protocol.width_rule)
-        feats = video_features(
+        feats = iter_features(
             feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames, protocol
         )
-        first = first_frame_labels(seq.first_mask(), size, stride, seq.num_objects + 1, protocol).to(feats)
-        soft = propagate_video(feats, first, protocol.propagation)  # (T, K, h, w)
-        gt = seq.read_masks()  # (T, H, W)
-        pred = np.stack(
-            [gt[0]] + [decode_labels(s, stride, size, seq.size, protocol).cpu().numpy() for s in soft[1:]]
-        ).astype(np.uint8)  # (T, H, W); frame 0 is the given annotation (not evaluated)
-        if out_dir is not None:
-            for path, mask in zip(seq.frame_paths, pred):
-                write_palette_png(Path(out_dir) / seq.name / f"{path.stem}.png", mask, seq.palette)
-        metric = DavisJF(sync_on_compute=False)  # per sequence; ranks are merged by summarize_davis
-        metric.update(torch.from_numpy(pred), torch.from_numpy(gt), seq.num_objects, seq.name)
-        record = {"sequence": seq.name, "rows": davis_rows(metric)}
-        if n == 0 and preview:
-            record["preview"] = np.stack(
-                [overlay(seq.read_frame(t), pred[t], seq.palette) for t in _preview_frames(len(seq), preview)]
-            )
+        first = first_frame_labels(seq.first_mask(), size, stride, seq.num_objects + 1, protocol)
+        first = first.to(device=device, dtype=torch.float32)  # (K, h, w)
+        score = SequenceJF(seq.name, seq.num_objects)
+        shown = set(_preview_frames(len(seq), preview)) if n == 0 and preview else set()
+        overlays = []
+        # Frame by frame (propagation, PNG, J/F): memory is the context window, not the video's length.
+        for t, soft in enumerate(propagate_stream(feats, first, protocol.propagation)):
+            gt = seq.read_mask(t)  # (H, W)
+            pred = gt if t == 0 else decode_labels(soft, stride, size, seq.size, protocol).cpu().numpy()
+            pred = pred.astype(np.uint8)  # frame 0 is the given annotation (not evaluated)
+            if out_dir is not None:
+                write_palette_png(
+                    Path(out_dir) / seq.name / f"{seq.frame_paths[t].stem}.png", pred, seq.palette
+                )
+            if 0 < t < len(seq) - 1:
+                score.add(pred, gt)
+            if t in shown:
+                overlays.append(overlay(seq.read_frame(t), pred, seq.palette))
+        record = {"sequence": seq.name, "rows": score.rows()}
+        if overlays:
+            record["preview"] = np.stack(overlays)
         records.append(record)
         if progress is not None:
             progress(len(seq))
     return records
+
+
+class SequenceJF:
+    """``DavisJF.update`` of one sequence, fed one evaluated frame at a time (same numbers, bit for bit).
+
+    Per object it keeps one J and one F value per frame; ``rows`` turns them into the per-object mean /
+    recall / decay rows of ``DavisJF.per_object``.
+    """
+
+    def __init__(self, sequence: str, num_objects: int, bound_th: float = 0.008):
+        self.sequence, self.num_objects, self.bound_th = sequence, num_objects, bound_th
+        self.j: list[list[float]] = [[] for _ in range(num_objects)]
+        self.f: list[list[float]] = [[] for _ in range(num_objects)]
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Score one frame: pred, gt (H, W) object ids."""
+        from callbacks.davis_measures import db_eval_boundary, db_eval_iou
+
+        if pred.shape != gt.shape:
+            raise ValueError(f"{self.sequence}: pred {pred.shape} and gt {gt.shape} differ")
+        if pred.max(initial=0) > self.num_objects:
+            raise ValueError(f"{self.sequence}: predicted id {pred.max()} > num_objects {self.num_objects}")
+        for i, obj in enumerate(range(1, self.num_objects + 1)):
+            g, p = gt == obj, pred == obj
+            self.j[i].append(float(db_eval_iou(g, p)))
+            self.f[i].append(float(db_eval_boundary(g, p, bound_th=self.bound_th)))
+
+    def rows(self) -> list[dict]:
+        """``{sequence, object, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay}`` per object."""
+        from callbacks.davis_measures import db_statistics
+        from callbacks.metrics import STAT_NAMES
+
+        out = []
+        for i in range(self.num_objects):
+            stats = [*db_statistics(np.array(self.j[i])), *db_statistics(np.array(self.f[i]))]
+            out.append({"sequence": self.sequence, "object": i + 1, **dict(zip(STAT_NAMES, stats))})
+        return out
 
 
 def davis_rows(metric) -> list[dict]:

@@ -162,6 +162,10 @@ class DavisSequence:
         """
         return np.stack([self._read_mask(i) for i in range(len(self))])
 
+    def read_mask(self, index: int) -> np.ndarray:
+        """Ground truth of frame ``index`` (H, W) uint8, as in ``read_masks`` (one frame: long videos)."""
+        return self._read_mask(index)
+
     def _read_mask(self, index: int) -> np.ndarray:
         path = self.mask_paths[index]
         if path is None:
@@ -182,12 +186,28 @@ class DavisSequence:
         return mask
 
 
+def check_name(name: str, listing: str | Path, parts: int = 1) -> str:
+    """``name`` read from ``listing``, refused unless it is ``parts`` plain path components.
+
+    Why: outputs are written to ``OUT/<benchmark>/<name>/``; a separator, ``..`` or an absolute path in a
+    list file would write outside OUT.
+    """
+    pieces = name.split("/")
+    if len(pieces) != parts or any(p in ("", ".", "..") or "\\" in p or ":" in p for p in pieces):
+        shape = "a plain name" if parts == 1 else f"{parts} plain names joined by '/'"
+        raise ValueError(
+            f"{listing}: entry {name!r} must be {shape} (no path separator, '..' or absolute path); "
+            f"results are written under OUT/<name>"
+        )
+    return name
+
+
 def read_split(root: str | Path, split: str = "val", year: str = "2017") -> list[str]:
     """Sequence names of ``ImageSets/<year>/<split>.txt`` (blank lines ignored, order kept)."""
     path = Path(root) / "ImageSets" / year / f"{split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"DAVIS split file not found: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [check_name(line.strip(), path) for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_sequence(root: str | Path, name: str, resolution: str = "480p") -> DavisSequence:

@@ -179,13 +179,23 @@ def read_index(path: str | Path, root: str | Path | None = None) -> list[IndexRo
     base = Path(root) if root is not None else path.parent
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = set(FIELDS) - set(reader.fieldnames or ())
+        header = list(reader.fieldnames or ())
+        missing = set(FIELDS) - set(header)
         if missing:
             raise ValueError(
-                f"index {str(path)!r} lacks columns {sorted(missing)} (expected {', '.join(FIELDS)})"
+                f"index {str(path)!r} lacks columns {sorted(missing)} (expected {', '.join(FIELDS)}"
+                f"{'; the file is empty' if not header else f'; its header row is {header}'})"
             )
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise ValueError(f"index {str(path)!r}: header repeats columns {repeated}")
         rows = []
         for line, rec in enumerate(reader, start=2):
+            if None in rec:  # more fields than header columns: a shifted or mis-quoted row
+                raise ValueError(
+                    f"index {str(path)!r} line {line}: {len(header) + len(rec[None])} fields, the header "
+                    f"has {len(header)}"
+                )
             try:
                 p = Path(rec["path"])
                 rows.append(

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from datamodules.davis import check_name
+
 NUM_JOINTS = 15
 EVAL_SIZE = (320, 320)
 
@@ -51,7 +53,7 @@ def _split_entries(root: Path, split: int) -> list[str]:
                     parts = Path(token).parts
                     if "Rename_Images" in parts:
                         i = parts.index("Rename_Images")
-                        entries.append("/".join(parts[i + 1 : i + 3]))
+                        entries.append(check_name("/".join(parts[i + 1 : i + 3]), listing, parts=2))
             return entries
     official = (
         sorted((root / "splits").glob(f"*_test_split{split}.txt")) if (root / "splits").is_dir() else []
@@ -67,7 +69,7 @@ def _split_entries(root: Path, split: int) -> list[str]:
         for line in path.read_text().splitlines():
             fields = line.split()
             if len(fields) == 2 and fields[1] == "2":  # 1 = train, 2 = test
-                entries.append(f"{action}/{Path(fields[0]).stem}")
+                entries.append(check_name(f"{action}/{Path(fields[0]).stem}", path, parts=2))
     return entries
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.davis import read_index_png
+from datamodules.davis import check_name, read_index_png
 
 NUM_CLASSES = 20
 EVAL_SIZE = (560, 560)
@@ -72,7 +72,11 @@ def load_vip(
     listing = root / split_file
     if not listing.is_file():
         raise FileNotFoundError(f"VIP split file not found: {listing}")
-    names = [Path(line.strip()).name for line in listing.read_text().splitlines() if line.strip()]
+    names = [
+        check_name(Path(line.strip()).name, listing)
+        for line in listing.read_text().splitlines()
+        if line.strip()
+    ]
     if max_videos is not None:
         names = names[:max_videos]
     videos = []

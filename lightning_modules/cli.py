@@ -3,6 +3,10 @@
 ``fit|validate|test|predict`` go to LightningCLI (subclass mode: the YAML's ``class_path`` picks SiamMAE or
 VideoMAC and the data module). A few project tools (data index, demo, eval-all, study) are plain
 sub-commands dispatched before LightningCLI sees the arguments.
+
+``--trust-checkpoint`` (anywhere on a ``fit|validate|test|predict`` command line) lets ``--ckpt_path`` load a
+checkpoint that needs Python globals beyond the weights-only allow-list (``lightning_modules.safe_load``);
+``CORRMAE_TRUST_CHECKPOINT=1`` in the environment does the same.
 """
 
 import importlib
@@ -18,6 +22,10 @@ import callbacks  # noqa: F401  (registers callback classes for short class_path
 import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
+from callbacks.rank_loss import RankLossWatchdog
+from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class
+
+TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
 
 def tools() -> dict[str, str]:
@@ -27,6 +35,7 @@ def tools() -> dict[str, str]:
         "demo": "lightning_modules.demo:main",
         "eval-all": "lightning_modules.evaluate:main",
         "study": "lightning_modules.study:main",
+        "export": "lightning_modules.export:main",
     }
 
 
@@ -66,12 +75,48 @@ def check_output_dirs(trainer: L.Trainer) -> None:
 
 
 class CorrMAECLI(LightningCLI):
-    """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes."""
+    """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes.
+
+    Args:
+        trust_checkpoint: ``--trust-checkpoint``: ``--ckpt_path`` may need globals beyond the allow-list.
+    """
+
+    def __init__(self, *args, trust_checkpoint: bool = False, **kwargs) -> None:
+        self.trust_checkpoint = trust_checkpoint
+        super().__init__(*args, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the model's hyper-parameters from ``--ckpt_path`` (as LightningCLI does), loaded safely.
+
+        Why override: Lightning reads the file with its own ``torch.load`` and lets jsonargparse import and
+        instantiate whatever class path the file records. Here the file goes through ``load_torch_file``
+        (allow-list, ``--trust-checkpoint``) and the class path must name a registered corrmae system.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        ckpt = load_torch_file(ckpt_path, self.trust_checkpoint)
+        hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        class_path = hparams.pop("_class_path", None)
+        if class_path:
+            registered_class(str(class_path), ckpt_path)
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"{ckpt_path}: its model hyper-parameters do not fit the config\n")
+            raise
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         """The configured trainer, with crash-safe checkpoint writes unless a CheckpointIO was given."""
         trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoints(trainer)
+        use_atomic_checkpoints(trainer, self.trust_checkpoint)
+        if not any(isinstance(cb, RankLossWatchdog) for cb in trainer.callbacks):
+            trainer.callbacks.append(RankLossWatchdog())  # a lost DDP rank stops the others, named
         return trainer
 
     def before_fit(self) -> None:
@@ -86,9 +131,10 @@ class CorrMAECLI(LightningCLI):
             logger.log_hyperparams({"git_sha": git_sha(), **versions})
 
 
-def run_cli(args: ArgsType = None) -> CorrMAECLI:
+def run_cli(args: ArgsType = None, trust_checkpoint: bool = False) -> CorrMAECLI:
     """Build and run LightningCLI; returns it so callers (the demo, tests) can reach trainer and model."""
     return CorrMAECLI(
+        trust_checkpoint=trust_checkpoint,
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
         subclass_mode_model=True,
@@ -107,4 +153,11 @@ def main(args: ArgsType = None) -> None:
         module, func = tools()[argv[0]].split(":")
         getattr(importlib.import_module(module), func)(argv[1:])
         return
-    run_cli(args)
+    trust = TRUST_FLAG in argv or os.environ.get(TRUST_ENV) == "1"
+    if trust and args is None:
+        # The DDP launcher re-runs sys.argv for the other ranks: they inherit the choice via the environment.
+        os.environ[TRUST_ENV] = "1"
+        sys.argv = [a for a in sys.argv if a != TRUST_FLAG]
+    elif trust:
+        args = [a for a in argv if a != TRUST_FLAG]
+    run_cli(args, trust_checkpoint=trust)

@@ -4,22 +4,22 @@
 
 - ``load_corrmae_checkpoint``: a corrmae ``.ckpt`` (SiamMAE / VideoMAC), rebuilt from its hyper-parameters.
 - ``TimmFeatures``: any timm ViT / ResNet / ConvNeXt, random or from a plain state dict on disk (DINO, MAE,
-  ...). ViTs use ``dynamic_img_size`` so the position embeddings are bicubically resized to the 480p grid
-  (DINO's choice), and the features are the last block after the final norm, prefix tokens dropped.
+  ..., a ``.safetensors`` file or a ``corrmae export`` folder). ViTs use ``dynamic_img_size`` so the
+  position embeddings are bicubically resized to the 480p grid (DINO's choice), and the features are the
+  last block after the final norm, prefix tokens dropped.
 - ``PixelFeatures``: raw-pixel patches (3*p*p values per p x p patch), the no-learning baseline.
 """
 
-import importlib
 import inspect
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_modules.base import VideoSSLModule
 from lightning_modules.components import vit
+from lightning_modules.safe_load import load_state_file, load_torch_file, registered_class, registered_systems
 from lightning_modules.weight_layouts import encoder_state_dict
 
 
@@ -30,6 +30,15 @@ def check_shapes(module: nn.Module, state: dict[str, Tensor], path: Path, target
     the fix (e.g. a ViT-S checkpoint given with ``--model vit_base_patch16_224``).
     """
     own = module.state_dict()
+    # A float parameter filled from integer / bool data (a quantised or mislabelled file) would load
+    # silently (copy_ casts), so it is refused; float16 / bfloat16 / float64 are cast.
+    kinds = [f"{k}: file {v.dtype} vs model {own[k].dtype}" for k, v in state.items()
+             if k in own and own[k].is_floating_point() and not v.is_floating_point()]  # fmt: skip
+    if kinds:
+        raise ValueError(
+            f"{path} does not match {target}: {len(kinds)} tensors have a non-floating dtype "
+            f"({'; '.join(kinds[:6])}{' ...' if len(kinds) > 6 else ''})"
+        )
     bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]  # fmt: skip
     if bad:
@@ -59,16 +68,38 @@ class PixelFeatures(nn.Module):
         return cols.reshape(b, -1, h // p, w // p)  # (B, 3*p*p, h, w)
 
 
-def _unwrap_state_dict(obj: dict, checkpoint_key: str | None = None) -> dict[str, Tensor]:
-    """The encoder's tensors inside a published checkpoint layout (``lightning_modules.weight_layouts``)."""
-    state, layout = encoder_state_dict(obj, checkpoint_key)
-    rank_zero_info(f"checkpoint layout: {layout}")
+def encoder_state(obj: object, path: Path | str, checkpoint_key: str | None = None) -> dict[str, Tensor]:
+    """The one place where a loaded weights file becomes encoder weights (timm key names).
+
+    ``obj`` is whatever the file held (a bare state dict, a DINO / MAE / CropMAE / Lightning wrapper); the
+    layout is detected by ``lightning_modules.weight_layouts`` unless ``checkpoint_key`` names the entry.
+    """
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        raise ValueError(f"{path} is not a state dict (a {kind}, expected a name -> tensor dict)")
+    if any(isinstance(v, Tensor) for v in obj.values()):  # a flat dict must hold tensors only
+        others = sorted(str(k) for k, v in obj.items() if not isinstance(v, Tensor))
+        if others:
+            n = len(others)
+            raise ValueError(f"{path} is not a state dict: {n} entries are not tensors ({others[:6]})")
+    try:
+        state, layout = encoder_state_dict(obj, checkpoint_key)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    rank_zero_info(f"{path}: checkpoint layout {layout}")
     return state
 
 
-def _encoder_of(checkpoint_key: str | None):
-    """``_unwrap_state_dict`` with a fixed ``checkpoint_key``."""
-    return lambda obj: _unwrap_state_dict(obj, checkpoint_key)
+def weights_file(path: str | Path) -> Path:
+    """A weights path as given to ``--weights``: a file, or a ``corrmae export`` folder (its safetensors)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is a folder without model.safetensors (not a corrmae export)")
+        return path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
 
 
 class TimmFeatures(nn.Module):
@@ -83,6 +114,7 @@ class TimmFeatures(nn.Module):
         checkpoint_key: entry of the checkpoint holding the weights; None = detect the layout.
         pos_embed_resize: ViT position embeddings at other sizes: ``interpolate`` (timm, to the size) or
             ``dino`` (DINO ``interpolate_pos_encoding``); evaluation protocols set it.
+        trust: unpickle ``weights`` fully (``--trust-checkpoint``); default: weights-only loading.
     """
 
     def __init__(
@@ -93,11 +125,14 @@ class TimmFeatures(nn.Module):
         strict: bool = True,
         checkpoint_key: str | None = None,
         pos_embed_resize: str = "interpolate",
+        trust: bool = False,
     ):
         super().__init__()
         import timm
 
-        kwargs = {"dynamic_img_size": True} if "vit" in model_name or "deit" in model_name else {}
+        vit_name = "vit" in model_name or "deit" in model_name
+        # An export folder ("local-dir:DIR") carries its own model_args (dynamic_img_size included).
+        kwargs = {"dynamic_img_size": True} if vit_name and not model_name.startswith("local-dir:") else {}
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         self.model.eval()
         self.is_vit = hasattr(self.model, "patch_embed") and hasattr(self.model, "blocks")
@@ -109,25 +144,19 @@ class TimmFeatures(nn.Module):
             self._stride = int(info[self.stage]["reduction"])
         self.pos_embed_resize = pos_embed_resize
         if weights:
-            self.load_weights(weights, strict, checkpoint_key)
+            self.load_weights(weights, strict, checkpoint_key, trust)
 
     @property
     def feature_stride(self) -> int:
         """Pixels per feature cell."""
         return self._stride
 
-    def load_weights(self, path: str, strict: bool = True, checkpoint_key: str | None = None) -> None:
-        """Load a published checkpoint (layout detected), reporting missing / unexpected keys by name."""
-        _unwrap_state_dict = _encoder_of(checkpoint_key)  # noqa: N806 - the layout-aware unwrapper
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = _unwrap_state_dict(load_file(str(path)))
-        else:
-            state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    def load_weights(
+        self, path: str, strict: bool = True, checkpoint_key: str | None = None, trust: bool = False
+    ) -> None:
+        """Load published weights (layout detected), reporting missing / unexpected keys by name."""
+        path = weights_file(path)
+        state = encoder_state(load_state_file(path, trust), path, checkpoint_key)
         # Heads, MAE decoders and classifier norms are not part of the dense feature path.
         skip = ("head.", "decoder", "mask_token", "fc.", "fc_norm.")
         state = {k: v for k, v in state.items() if not k.startswith(skip)}
@@ -158,25 +187,24 @@ class TimmFeatures(nn.Module):
         return out[-1]
 
 
-def _checkpoint_class(ckpt: dict, class_path: str | None) -> type[VideoSSLModule]:
+def _checkpoint_class(
+    ckpt: dict, class_path: str | None, source: str | Path = "checkpoint"
+) -> type[VideoSSLModule]:
     """The LightningModule class of a checkpoint: explicit, recorded by LightningCLI, or by key matching."""
     hparams = ckpt.get("hyper_parameters", {})
     path = class_path or hparams.get("_class_path")
     if path:
-        module, _, name = path.rpartition(".")
-        return getattr(importlib.import_module(module or "lightning_modules"), name)
-    import lightning_modules
-
+        return registered_class(str(path), source)
     keys = set(ckpt["state_dict"])
-    for name in getattr(lightning_modules, "__all__", ()):
-        cls = getattr(lightning_modules, name)
-        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
-            try:
-                if set(cls(**_init_kwargs(cls, hparams)).state_dict()) == keys:
-                    return cls
-            except (TypeError, ValueError):
-                continue
-    raise ValueError("cannot tell the checkpoint's class; pass class_path, e.g. lightning_modules.SiamMAE")
+    for cls in registered_systems().values():
+        try:
+            if set(cls(**_init_kwargs(cls, hparams)).state_dict()) == keys:
+                return cls
+        except (TypeError, ValueError):
+            continue
+    raise ValueError(
+        f"{source}: cannot tell the checkpoint's class; pass class_path, e.g. lightning_modules.SiamMAE"
+    )
 
 
 def _init_kwargs(cls: type, hparams: dict) -> dict:
@@ -186,7 +214,7 @@ def _init_kwargs(cls: type, hparams: dict) -> dict:
 
 
 def load_corrmae_checkpoint(
-    path: str | Path, class_path: str | None = None, random_init: bool = False
+    path: str | Path, class_path: str | None = None, random_init: bool = False, trust: bool = False
 ) -> VideoSSLModule:
     """Rebuild a corrmae module from a ``.ckpt`` (hyper-parameters + class path) and load its weights.
 
@@ -194,6 +222,7 @@ def load_corrmae_checkpoint(
         path: Lightning checkpoint written by corrmae training.
         class_path: e.g. ``lightning_modules.SiamMAE``; default: recorded by LightningCLI or inferred.
         random_init: build the same architecture but keep its random initialisation (baseline).
+        trust: unpickle fully (``--trust-checkpoint``); default: weights-only loading.
 
     Returns:
         The module in eval mode.
@@ -201,12 +230,15 @@ def load_corrmae_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" not in ckpt:
+    ckpt = load_torch_file(path, trust)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(
             f"{path} is not a Lightning checkpoint (no 'state_dict'); use --model <timm name> --weights"
         )
-    cls = _checkpoint_class(ckpt, class_path)
+    hparams = ckpt.get("hyper_parameters", {})
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{path}: hyper_parameters is a {type(hparams).__name__}, expected a dict")
+    cls = _checkpoint_class(ckpt, class_path, path)
     module = cls(**_init_kwargs(cls, ckpt.get("hyper_parameters", {})))
     if not random_init:
         check_shapes(module, ckpt["state_dict"], path, cls.__name__)
@@ -219,6 +251,18 @@ def load_corrmae_checkpoint(
     return module.eval()
 
 
+def export_stage(folder: Path) -> int | None:
+    """The timm ``feature_info`` index that ``corrmae export`` recorded (None: a ViT's last block)."""
+    import json
+
+    try:
+        info = json.loads((folder / "config.json").read_text()).get("corrmae", {})
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{folder}/config.json is not a readable export config ({err})") from err
+    index = info.get("feature_index", -1)
+    return None if index is None or index < 0 else int(index)
+
+
 def build_feature_extractor(
     ckpt: str | None = None,
     model: str | None = None,
@@ -227,12 +271,20 @@ def build_feature_extractor(
     patch_size: int = 8,
     stage: int | None = None,
     checkpoint_key: str | None = None,
+    trust: bool = False,
 ) -> nn.Module:
     """One entry point for eval-all: a corrmae checkpoint, ``pixels``, or a timm model name (+ weights)."""
     if ckpt:
-        return load_corrmae_checkpoint(ckpt, random_init=random_init)
+        return load_corrmae_checkpoint(ckpt, random_init=random_init, trust=trust)
+    if not model and weights and Path(weights).is_dir() and (Path(weights) / "config.json").is_file():
+        # a corrmae export / timm hub folder names its own architecture and feature map
+        model = f"local-dir:{Path(weights).resolve()}"
+        stage = export_stage(Path(weights)) if stage is None else stage
     if not model:
-        raise ValueError("give a corrmae checkpoint (--ckpt) or a model (--model pixels | <timm name>)")
+        raise ValueError(
+            "give a corrmae checkpoint (--ckpt), a model (--model pixels | <timm name>) or an export folder "
+            f"(--weights DIR with config.json){f'; {weights} is not one' if weights else ''}"
+        )
     if model == "pixels":
         return PixelFeatures(patch_size)
     if model.startswith("videomac_"):  # the authors' encoders (lightning_modules/videomac_features.py)
@@ -241,4 +293,4 @@ def build_feature_extractor(
         return build_videomac_features(model, weights, random_init, stage)
     if random_init and weights:
         raise ValueError("--random-init and --weights are mutually exclusive")
-    return TimmFeatures(model, weights=weights, stage=stage, checkpoint_key=checkpoint_key)
+    return TimmFeatures(model, weights=weights, stage=stage, checkpoint_key=checkpoint_key, trust=trust)

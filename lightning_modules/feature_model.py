@@ -21,6 +21,7 @@ def load_feature_model(
     stage: int | None = None,
     checkpoint_key: str | None = None,
     pos_embed: str | None = None,
+    trust: bool = False,
 ) -> nn.Module:
     """A feature model in eval mode with ``extract_features(frames) -> (B, D, h, w)`` and ``feature_stride``.
 
@@ -36,10 +37,14 @@ def load_feature_model(
         pos_embed: ViT position embeddings at non-training sizes: ``dino`` (DINO ``interpolate_pos_encoding``)
             or ``interpolate`` (bicubic to the size); None keeps the model's own setting. Evaluation
             protocols set this per run (``callbacks.protocol_steps.pos_embed_rule``).
+        trust: unpickle ``ckpt`` / ``weights`` fully (they can run code); default: weights-only loading,
+            which refuses files that need more than tensors and a few plain types.
     """
     if ckpt and model:
         raise ValueError("give either ckpt (a corrmae checkpoint) or model (pixels | timm name), not both")
-    net = build_feature_extractor(ckpt, model, weights, random_init, patch_size, stage, checkpoint_key)
+    net = build_feature_extractor(
+        ckpt, model, weights, random_init, patch_size, stage, checkpoint_key=checkpoint_key, trust=trust
+    )
     if pos_embed is not None:
         if not hasattr(net, "pos_embed_resize"):
             raise ValueError(

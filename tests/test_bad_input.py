@@ -274,3 +274,79 @@ def test_skipped_videos_reach_the_training_logs(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, datamodule=dm)
     assert trainer.callback_metrics["train/skipped_videos"].item() == dm.skipped >= 2
+
+
+# ------------------------------------------------------------------------------------------------ issue 12
+@pytest.mark.parametrize("entry", ["../escape", "a/b", "/tmp/abs", "..", "c:\\\\x"])
+def test_split_entry_with_path_separator_or_dotdot(tmp_path, davis, entry):
+    (davis / "ImageSets/2017/val.txt").write_text(f"synth-val-00\n{entry}\n")
+    with pytest.raises(ValueError, match=r"val\.txt: entry .* must be a plain name \(no path separator"):
+        eval_pixels(tmp_path)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "data/escape").exists()
+
+
+def test_vip_and_jhmdb_list_entries_cannot_leave_out(tmp_path):
+    from datamodules.benchmark_gen import write_jhmdb_fixture, write_vip_fixture
+    from datamodules.jhmdb import load_jhmdb
+    from datamodules.vip import load_vip
+
+    vip = write_vip_fixture(tmp_path / "VIP", num_videos=1, num_frames=2, size=(32, 32))
+    (vip / "lists/val_videos.txt").write_text("..\n")
+    with pytest.raises(ValueError, match=r"val_videos\.txt: entry '\.\.' must be a plain name"):
+        load_vip(vip)
+    jhmdb = write_jhmdb_fixture(tmp_path / "JHMDB", num_videos=1, num_frames=2, size=(32, 32))
+    listing = jhmdb / "testlist_split1.txt"
+    listing.write_text("/d/joint_positions/a/v/joint_positions.mat /d/Rename_Images/../../etc\n")
+    with pytest.raises(ValueError, match=r"testlist_split1\.txt: entry '\.\./\.\.' must be 2 plain names"):
+        load_jhmdb(jhmdb)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ([torch.zeros(3)], r"is not a state dict \(a list"),
+        (torch.zeros(3), r"is not a state dict \(a Tensor"),
+        (
+            {"conv1.weight": torch.zeros(3), "note": "hello", "step": 3},
+            r"2 entries are not tensors \(\['note'",
+        ),
+        (
+            {"epoch": 3, "args": {"lr": 0.1}},
+            r"unrecognised checkpoint layout; top-level keys \['args', 'epoch'\]",
+        ),
+    ],
+)
+def test_weights_file_that_is_not_a_state_dict(tmp_path, content, message):
+    torch.save(content, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"w\.pth.*" + message):
+        eval_all(["--model", "resnet18", "--weights", str(tmp_path / "w.pth"), "--data", str(tmp_path),
+                  "--out", str(tmp_path / "out")])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("path label\na.mp4 3\n", r"lacks columns .*its header row is \['path label'\]"),  # VideoMAE style
+        ("", "the file is empty"),
+        ("path,num_frames,fps,width,height,fps\na.mp4,3,30,64,48,30\n", r"header repeats columns \['fps'\]"),
+        ("path,num_frames,fps,width,height\na.mp4,3,30,64,48,7\n", "line 2: 6 fields, the header has 5"),
+    ],
+)
+def test_index_csv_with_wrong_columns(tmp_path, text, message):
+    from datamodules.index import read_index
+
+    (tmp_path / "index.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"index\.csv.*" + message):
+        read_index(tmp_path / "index.csv")
+
+
+def test_out_that_is_a_file(tmp_path, davis):
+    blocker = tmp_path / "out"
+    blocker.write_text("results from elsewhere")
+    with pytest.raises(SystemExit, match=r"--out .*out is a file, not a directory"):
+        eval_pixels(tmp_path)
+    from lightning_modules.export import main as export
+
+    with pytest.raises(SystemExit, match=r"export: --out .*out is a file"):
+        export(["--ckpt", str(tiny_siammae_checkpoint(tmp_path / "t.ckpt")), "--out", str(blocker)])
+    assert blocker.read_text() == "results from elsewhere"

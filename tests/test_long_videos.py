@@ -1,0 +1,81 @@
+"""Long videos: DAVIS propagation streams frame by frame, so its memory does not grow with the length."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from callbacks.label_propagation import PropagationConfig, predict_mask, propagate_video
+from callbacks.metrics import DavisJF
+from callbacks.propagation_eval import (
+    davis_rows,
+    evaluate_davis,
+    iter_features,
+    propagate_ids,
+    propagate_stream,
+    resize_ids,
+    video_features,
+)
+from datamodules.benchmark_gen import write_davis_benchmark
+from datamodules.davis import eval_size, load_davis
+from lightning_modules.feature_extractors import PixelFeatures
+from tests.conftest import ddp_clean_env
+from tests.test_bad_input import REPO
+
+
+@pytest.mark.parametrize("preset", ["davis", "dino", "crw"])
+def test_stream_equals_propagate_video(preset):
+    cfg = PropagationConfig.preset(preset)
+    g = torch.Generator().manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(9, 16, 6, 7, generator=g), dim=1)
+    first = torch.softmax(torch.randn(3, 6, 7, generator=g), dim=0)
+    whole = propagate_video(feats, first, cfg)
+    streamed = torch.stack(list(propagate_stream(iter(feats), first, cfg)))
+    assert torch.equal(streamed, whole)
+
+
+def test_streaming_davis_equals_whole_video_reference(tmp_path):
+    """Frame-by-frame evaluation == the whole-video one (features, propagation_video, DavisJF), exactly."""
+    root = write_davis_benchmark(
+        tmp_path / "DAVIS", seed=5, num_val=2, num_tune=0, num_frames=11, size=(48, 64)
+    )
+    videos, model, cfg = load_davis(root), PixelFeatures(8), PropagationConfig.preset("davis")
+    got = evaluate_davis(model.extract_features, 8, videos, cfg, short_side=None, batch_frames=4)
+    for seq, record in zip(videos, got):
+        size = eval_size(*seq.size, None, 8, "stride")
+        feats = video_features(model.extract_features, seq.read_frame, len(seq), size, 8)
+        assert torch.equal(torch.stack(list(iter_features(model.extract_features, seq.read_frame, len(seq),
+                                                          size, 8, batch_frames=4))), feats)  # fmt: skip
+        soft = propagate_ids(feats, resize_ids(seq.first_mask(), size), seq.num_objects + 1, 8, cfg)
+        gt = seq.read_masks()
+        pred = np.stack([gt[0]] + [predict_mask(s, 8, seq.size, cfg.minmax_norm).numpy() for s in soft[1:]])
+        metric = DavisJF(sync_on_compute=False)
+        metric.update(
+            torch.from_numpy(pred.astype(np.uint8)), torch.from_numpy(gt), seq.num_objects, seq.name
+        )
+        assert record["rows"] == davis_rows(metric)
+
+
+def peak_growth(tmp_path, frames: int) -> int:
+    root = tmp_path / f"DAVIS{frames}"
+    write_davis_benchmark(
+        root, seed=1, num_val=1, num_tune=0, num_frames=frames, size=(128, 160), max_objects=2
+    )
+    env = {**ddp_clean_env(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "tests.long_video_rss", str(root), str(tmp_path / f"out{frames}")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["frames"] == frames
+    return result["growth_kib"]
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_video_length(tmp_path):
+    short, long = peak_growth(tmp_path, 60), peak_growth(tmp_path, 600)
+    ratio = long / max(short, 1)
+    print(f"peak RSS growth: 60 frames {short} KiB, 600 frames {long} KiB, ratio {ratio:.2f}")
+    assert ratio <= 1.3, (short, long)
