@@ -104,7 +104,8 @@ class ResultStore:
     """
 
     def __init__(self, out: str | Path, settings: dict, restart: bool = False):
-        self.out, self.settings = Path(out), settings
+        # JSON-normalised (tuples become lists) so a reloaded run.json compares equal to the same settings
+        self.out, self.settings = Path(out), json.loads(json.dumps(settings, default=str))
         self.hash = settings_hash(settings)
         self.restart = restart
 

@@ -118,8 +118,19 @@ def run_settings(args: argparse.Namespace, configs: dict) -> dict:
                                           "batch_frames", "accelerator")},
     }  # fmt: skip
     for bench, cfg in configs.items():
-        settings.update({f"{bench}.{k}": v for k, v in asdict(cfg).items()})
+        settings.update(flatten(asdict(cfg), f"{bench}."))
     return settings
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested protocol fields as ``davis.topk`` (not ``davis.propagation``), so a refusal names the knob."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def propagation_configs(args: argparse.Namespace) -> dict[str, Protocol]:

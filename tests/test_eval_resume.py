@@ -65,7 +65,7 @@ def test_killed_run_resumes_to_identical_results(data, tmp_path, capsys):
 def test_changed_settings_are_refused_until_restart(data, tmp_path, capsys):
     out = tmp_path / "out"
     eval_all(args(data, out))
-    for extra, what in ((["--topk", "3"], "davis.topk"), (["--patch-size", "16"], "patch_size"),
+    for extra, what in ((["--topk", "3"], "davis.propagation.topk"), (["--patch-size", "16"], "patch_size"),
                         (["--model", "resnet18"], "model")):  # fmt: skip
         with pytest.raises(
             SystemExit, match=rf"holds results of a different evaluation \(changed: .*{what}.*--restart"
