@@ -1,4 +1,4 @@
-"""Random-access frame readers: decord (default for video files), PyAV (portable fallback), frame folders.
+"""Random-access frame readers: torchcodec, decord, PyAV (portable fallback) for video files; frame folders.
 
 Every reader fetches all requested frames in ONE ``read(indices)`` call and never decodes the whole video.
 Readers are cheap to open and hold a native decoder, so open one per sample inside the DataLoader worker
@@ -6,7 +6,9 @@ Readers are cheap to open and hold a native decoder, so open one per sample insi
 Every failure to open or decode becomes a ``VideoReadError`` naming the file and the reason.
 """
 
+import functools
 import importlib
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +16,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-Backend = Literal["auto", "decord", "pyav", "frames"]
+log = logging.getLogger(__name__)
+Backend = Literal["auto", "torchcodec", "decord", "pyav", "frames"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -244,6 +247,22 @@ class FrameFolderReader:
                 raise VideoReadError(self._files[i], f"cannot decode image ({e})") from e
         return np.stack(out)
 
+    def read_bytes(self, indices: Sequence[int]) -> list:
+        """The undecoded JPEG files at ``indices`` as uint8 1-D tensors (``decode_on: gpu``)."""
+        import torch
+
+        idx = _check_indices(self.path, indices, self.num_frames)
+        out = []
+        for i in idx:
+            file = self._files[i]
+            if file.suffix.lower() not in (".jpg", ".jpeg"):
+                raise VideoReadError(file, "decode_on='gpu' needs JPEG frames (see corrmae prepare)")
+            try:
+                out.append(torch.frombuffer(bytearray(file.read_bytes()), dtype=torch.uint8))
+            except (OSError, ValueError) as e:  # ValueError: an empty file
+                raise VideoReadError(file, f"cannot read JPEG bytes ({e})") from e
+        return out
+
 
 # ---------------------------------------------------------------- factory
 def decord_available() -> bool:
@@ -255,6 +274,22 @@ def decord_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def auto_video_backend() -> str:
+    """What ``auto`` uses for video files.
+
+    torchcodec (maintained, fastest in ``make bench``) when it and FFmpeg's libraries load, else decord,
+    else PyAV. The fallback is logged once per process.
+    """
+    from datamodules.torchcodec_reader import INSTALL_HINT, torchcodec_available
+
+    if torchcodec_available():
+        return "torchcodec"
+    fallback = "decord" if decord_available() else "pyav"
+    log.info("backend auto: torchcodec unavailable, using %s (for torchcodec: %s)", fallback, INSTALL_HINT)
+    return fallback
+
+
 def open_reader(
     path: str | Path, backend: Backend = "auto", num_frames: int | None = None, fps: float | None = None
 ) -> VideoReader:
@@ -262,7 +297,7 @@ def open_reader(
 
     Args:
         path: a video file, or a directory of frame images.
-        backend: ``auto`` = frames for directories, else decord when installed, else PyAV.
+        backend: ``auto`` = frames for directories, else ``auto_video_backend()``.
         num_frames: the decoded frame count from the index, if known (caps what the reader will access).
         fps: frame (file) rate of a frame folder; ignored for video files, whose container gives it.
 
@@ -271,7 +306,7 @@ def open_reader(
     """
     path = Path(path)
     if backend == "auto":
-        backend = "frames" if path.is_dir() else ("decord" if decord_available() else "pyav")
+        backend = "frames" if path.is_dir() else auto_video_backend()
     if backend == "frames":
         if not path.is_dir():
             raise VideoReadError(path, "backend 'frames' needs a directory of images")
@@ -281,8 +316,12 @@ def open_reader(
         return reader
     if path.is_dir():
         raise VideoReadError(path, f"backend {backend!r} reads video files, but this is a directory")
+    if backend == "torchcodec":
+        from datamodules.torchcodec_reader import TorchCodecReader
+
+        return TorchCodecReader(path, num_frames=num_frames)
     if backend == "decord":
         return DecordReader(path, num_frames=num_frames)
     if backend == "pyav":
         return PyAVReader(path, num_frames=num_frames)
-    raise ValueError(f"unknown backend {backend!r}; expected auto, decord, pyav or frames")
+    raise ValueError(f"unknown backend {backend!r}; expected auto, torchcodec, decord, pyav or frames")

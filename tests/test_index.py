@@ -67,7 +67,7 @@ def test_training_reads_the_index(kinetics_root):
         ("a.mp4", 20),
         ("b.mp4", 12),
     ]
-    assert dm.dataset[0]["frames"].shape == (2, 3, 16, 16)
+    assert dm.dataset[0]["frames"].shape == (2, 2, 3, 16, 16)  # repeated_sampling 2 pairs of one video
 
 
 def test_cli_main_prints_summary(kinetics_root, tmp_path, capsys):
