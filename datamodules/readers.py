@@ -28,6 +28,9 @@ class VideoReadError(RuntimeError):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
 
+    def __reduce__(self):  # pickled across worker processes: rebuild from both fields, not the message
+        return type(self), (self.path, self.reason)
+
 
 class BackendUnavailableError(ImportError):
     """The requested optional decoding backend is not installed."""
