@@ -4,9 +4,10 @@ Workers (``FramePairDataset(jpeg_bytes=True)``) send the raw JPEG files of each 
 ``PairedTransform.draw`` took from the item's own generator, so the augmentation is the CPU path's,
 parameter for parameter. Here ``torchvision.io.decode_jpeg`` decodes the whole batch in one call (batched
 nvJPEG on CUDA; libjpeg-turbo on CPU, which is how the tests run this same code), then each pair is cropped,
-resized, flipped and jittered by ``PairedTransform.apply``. Numerics against the CPU path: the JPEG decoders
-may differ by a level or two on some pixels (IDCT / chroma upsampling), and on CUDA the resize is the float
-antialiased bilinear kernel rounded to uint8 instead of the CPU's integer kernel (at most one level apart).
+resized, flipped and jittered by ``PairedTransform.apply``. Numerics against the CPU path: on the CPU both
+decoders are libjpeg-turbo and the output is bit-identical (tested); on CUDA nvJPEG may differ from it by
+a level or two on some pixels (IDCT / chroma upsampling), and the resize is the float antialiased bilinear
+kernel rounded to uint8 instead of the CPU's integer kernel (at most one level apart).
 """
 
 import torch
