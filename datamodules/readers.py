@@ -9,6 +9,7 @@ Every failure to open or decode becomes a ``VideoReadError`` naming the file and
 import functools
 import importlib
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,14 +188,26 @@ class PyAVReader:
 
 
 # ---------------------------------------------------------------- frame folders
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_frame_names(folder: str | Path) -> list[str]:
+    """Names of the image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``).
+
+    Called once per video item in every worker, so it stays cheap: no ``stat`` per file (``scandir``'s entry
+    type), no ``Path`` per file, and no regex sort key when all names are zero-padded numbers of one length
+    (``corrmae prepare``'s, YouTube-VOS's), where plain order is natural order.
+    """
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()]
+    padded = len({len(n) for n in names}) <= 1 and all(n.split(".", 1)[0].isdigit() for n in names)
+    return sorted(names) if padded else sorted(names, key=_natural_key)
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
-    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
-    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(files, key=_natural_key)
+    """Image files of a frame folder in natural order, as paths."""
+    return [Path(folder) / n for n in list_frame_names(folder)]
 
 
 class FrameFolderReader:
@@ -211,11 +224,14 @@ class FrameFolderReader:
         self.path, self.fps = str(path), float(fps)
         if not Path(path).is_dir():
             raise VideoReadError(path, "not a directory of frames")
-        self._files = list_frame_files(path)
-        self.num_frames = len(self._files)
-        if not self._files:
+        self._folder, self._names = str(path), list_frame_names(path)
+        self.num_frames = len(self._names)
+        if not self._names:
             raise VideoReadError(path, f"no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        self.size = self._open(self._files[0]).size  # (W, H) from the header only
+        self.size = self._open(self._file(0)).size  # (W, H) from the header only
+
+    def _file(self, i: int) -> Path:
+        return Path(os.path.join(self._folder, self._names[i]))
 
     def _open(self, file: Path):
         from PIL import Image, UnidentifiedImageError
@@ -227,7 +243,7 @@ class FrameFolderReader:
 
     def check_sizes(self) -> None:
         """Raise ``VideoReadError`` naming the first file whose size differs from frame 0 (headers only)."""
-        for file in self._files[1:]:
+        for file in (self._file(i) for i in range(1, len(self._names))):
             self._check_size(file, self._open(file).size)
 
     def _check_size(self, file: Path, size: tuple[int, int]) -> None:
@@ -242,12 +258,13 @@ class FrameFolderReader:
         idx = _check_indices(self.path, indices, self.num_frames)
         out = []
         for i in idx:
-            image = self._open(self._files[i])
-            self._check_size(self._files[i], image.size)
+            file = self._file(i)
+            image = self._open(file)
+            self._check_size(file, image.size)
             try:
                 out.append(np.asarray(image.convert("RGB")))
             except OSError as e:  # truncated JPEG/PNG data
-                raise VideoReadError(self._files[i], f"cannot decode image ({e})") from e
+                raise VideoReadError(file, f"cannot decode image ({e})") from e
         return np.stack(out)
 
     def read_bytes(self, indices: Sequence[int]) -> list:
@@ -257,7 +274,7 @@ class FrameFolderReader:
         idx = _check_indices(self.path, indices, self.num_frames)
         out = []
         for i in idx:
-            file = self._files[i]
+            file = self._file(i)
             if file.suffix.lower() not in (".jpg", ".jpeg"):
                 raise VideoReadError(file, "decode_on='gpu' needs JPEG frames (see corrmae prepare)")
             try:
