@@ -177,7 +177,9 @@ class FramePairDataModule(ResumableTrainLoader, L.LightningDataModule):
             sampler=sampler,
             collate_fn=collate_pairs,
             num_workers=workers,
-            pin_memory=hp.pin_memory and torch.cuda.is_available(),  # no pinning warning on CPU runs
+            # No pinning warning on CPU runs; and JPEG bytes are read by decode_jpeg from pageable memory
+            # (pinning thousands of small tensors per batch would cost more than it saves).
+            pin_memory=hp.pin_memory and torch.cuda.is_available() and hp.decode_on == "cpu",
             drop_last=len(sampler) >= videos,  # keep tiny datasets (tests, demo) from yielding nothing
             persistent_workers=hp.persistent_workers and workers > 0,
             timeout=hp.timeout if workers > 0 else 0,
