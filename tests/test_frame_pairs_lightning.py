@@ -1,12 +1,17 @@
 """FramePairDataModule inside a real Lightning Trainer: sampler kept, epochs propagate, DDP shards."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 
 from datamodules import FramePairDataModule
 from datamodules.sampling import EpochSampler
+from datamodules.torchcodec_reader import torchcodec_available
 from tests.video_helpers import write_index_folder
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Recorder(L.LightningModule):
@@ -78,3 +83,25 @@ def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path):
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)  # fmt: skip
     trainer.fit(Gather(), datamodule=dm)
+
+
+@pytest.mark.skipif(not torchcodec_available(), reason="torchcodec or FFmpeg libs missing")
+def test_fit_tiny_config_with_the_torchcodec_backend(tmp_path, monkeypatch):
+    """`corrmae fit --config configs/demo/siammae_tiny.yaml --data.backend torchcodec` trains."""
+    import datamodules.pair_dataset as pair_dataset
+    from datamodules.synthetic import write_synthetic_videos
+    from lightning_modules.cli import run_cli
+
+    opened, real_open = [], pair_dataset.open_reader
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(pair_dataset, "open_reader", recording_open)
+    write_synthetic_videos(tmp_path / "videos", num_videos=3, num_frames=12, size=(48, 64), seed=0)
+    cli = run_cli(["fit", "--config", str(REPO / "configs/demo/siammae_tiny.yaml"), "--data.root",
+                   str(tmp_path / "videos"), "--data.backend", "torchcodec", "--trainer.fast_dev_run=2",
+                   "--trainer.default_root_dir", str(tmp_path / "run")])  # fmt: skip
+    assert cli.trainer.global_step == 1  # 3 videos, batch 4: one (short) batch
+    assert opened and {type(r).__name__ for r in opened} == {"TorchCodecReader"}
