@@ -153,9 +153,7 @@ class FramePairDataset(Dataset):
         lo, hi = gap_bounds(self.gap_min, self.gap_max, self.gap_unit, reader.fps, step)
         if self.jpeg_bytes:
             return self._jpeg_item(reader, lo, hi, step, g)
-        pairs, frames = [], None
-        for _ in range(self.repeated_sampling):
-            pairs.append(sample_pair(reader.num_frames, lo, hi, g))
+        pairs = [sample_pair(reader.num_frames, lo, hi, g) for _ in range(self.repeated_sampling)]
         wanted = [i for start, gap in pairs for i in (start, start + gap)]  # (2R,) frame order
         frames = _read_sorted(reader, wanted)  # (2R, H, W, 3)
         # Augmentation draws follow ALL pair draws: with R = 1 that is the one-pair order (pair, then crop).
