@@ -9,7 +9,8 @@ the first run pays the encoding.
 Unit ``pairs/s/core``: one process, one thread, ``FramePairDataset`` items at 224 (SiamMAE's augmentation)
 collated with ``collate_pairs`` into batches of 8 pairs: end to end to the uint8 tensor (or, for
 ``decode_on: gpu``, the JPEG bytes) that is handed to the device. Normalisation and, for the bytes path,
-decoding happen on the device and are not counted. Each rate runs for ``SECONDS`` after one warm-up batch.
+decoding happen on the device and are not counted. Each path is set up and warmed up once, then timed in
+``ROUNDS`` rounds that visit all paths in turn (``SECONDS`` per path in all), and the median round counts.
 
 Cores per GPU: SiamMAE ViT-S/16 at 224 (95 % mask, decoder 512x8) costs ``siammae_step_flops / 8`` per pair
 (``tests/bench/flops.py``); at 40 % of bf16 peak, A100 312 TFLOP/s (datasheet) and H100/H200 790 TFLOP/s
@@ -23,6 +24,7 @@ pages it shares with the parent, and the growth over its starting RSS.
 from __future__ import annotations
 
 import multiprocessing
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +40,7 @@ from datamodules.readers import decord_available
 from datamodules.synthetic import write_video
 from tests.bench.flops import siammae_step_flops
 
-NUM_FRAMES, SIZE, GOP, PAIRS_PER_BATCH, SECONDS = 300, (256, 340), 250, 8, 3.0
+NUM_FRAMES, SIZE, GOP, PAIRS_PER_BATCH, SECONDS, ROUNDS = 300, (256, 340), 250, 8, 4.0, 8
 GPU_PAIRS_PER_S = {"A100": 0.4 * 312e12, "H100": 0.4 * 790e12}  # / FLOPs per pair below
 
 
@@ -69,24 +71,48 @@ def prepared(raw: Path, fmt: str) -> Path:
     return out
 
 
-def pairs_per_s(root: Path, backend: str = "auto", r: int = 2, decode_on: str = "cpu") -> float:
-    """Pairs/s on one thread through dataset items + collate (batches of 8 pairs)."""
-    dm = FramePairDataModule(str(root), backend=backend, repeated_sampling=r, decode_on=decode_on,
-                             batch_size=PAIRS_PER_BATCH, image_size=224, strict=True)  # fmt: skip
-    dm.setup("fit")
-    ds, videos = dm.dataset, PAIRS_PER_BATCH // r
+class _Path:
+    """One data path, set up once: ``batch()`` builds one collated batch of 8 pairs on this thread."""
+
+    def __init__(self, root: Path, backend: str = "auto", r: int = 2, decode_on: str = "cpu") -> None:
+        dm = FramePairDataModule(str(root), backend=backend, repeated_sampling=r, decode_on=decode_on,
+                                 batch_size=PAIRS_PER_BATCH, image_size=224, strict=True)  # fmt: skip
+        dm.setup("fit")
+        self.ds, self.videos, self.key = dm.dataset, PAIRS_PER_BATCH // r, iter(range(10**9))
+        self.batch()  # warm-up (first open of each file, allocator)
+
+    def batch(self) -> int:
+        return len(collate_pairs([self.ds[(0, next(self.key))] for _ in range(self.videos)])["gap"])
+
+    def rate(self, seconds: float) -> float:
+        pairs, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or pairs < PAIRS_PER_BATCH:
+            pairs += self.batch()
+        return pairs / (time.perf_counter() - t0)
+
+
+def interleaved_rates(paths: dict, rounds: int = ROUNDS) -> dict[str, float]:
+    """Median pairs/s of each path over ``rounds`` rounds that visit every path in turn.
+
+    Why interleaved: on a shared machine the load drifts over a run; measuring the paths one after the
+    other would turn that drift into a fake ratio.
+    """
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        key = iter(range(10**9))
-        collate_pairs([ds[(0, next(key))] for _ in range(videos)])  # warm-up
-        pairs, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < SECONDS or pairs < 2 * PAIRS_PER_BATCH:
-            batch = collate_pairs([ds[(0, next(key))] for _ in range(videos)])
-            pairs += len(batch["gap"])
-        return pairs / (time.perf_counter() - t0)
+        setup = {name: _Path(*args) for name, args in paths.items()}
+        samples = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, path in setup.items():
+                samples[name].append(path.rate(SECONDS / rounds))
+        return {name: statistics.median(v) for name, v in samples.items()}
     finally:
         torch.set_num_threads(prev)
+
+
+def pairs_per_s(*args) -> float:
+    """Pairs/s of one path measured alone (the RSS child uses it)."""
+    return interleaved_rates({"path": args}, rounds=1)["path"]
 
 
 def _rss_child(args, conn) -> None:
@@ -134,7 +160,7 @@ def rows() -> list[dict]:
         "prepared JPEG": (jpeg, "frames", 2),
         "JPEG bytes to device": (jpeg, "frames", 2, "gpu"),
     }
-    rate = {name: pairs_per_s(*args) for name, args in paths.items()}
+    rate = interleaved_rates(paths)
     out = [
         _row("input pipeline, Kinetics-like mp4 GOP 250: pairs/s/core", f"today ({today}, R=1)",
              rate["today (decode per pair)"], f"decode-once R=2 ({today})", rate["decord"], ">= 1.8"),
@@ -165,4 +191,4 @@ def rows() -> list[dict]:
 
 if __name__ == "__main__":  # quick look: rates only
     raw = kinetics_like_clips()
-    print({b: round(pairs_per_s(raw, b, 2), 1) for b in ("torchcodec", "decord", "pyav")})
+    print(interleaved_rates({b: (raw, b, 2) for b in ("torchcodec", "decord", "pyav")}))
