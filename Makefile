@@ -11,7 +11,7 @@ MODEL ?=
 export OMP_NUM_THREADS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow demo lint format tensorboard bench gpu-check eval-all data-index study-cpu clean
+.PHONY: help install test test-slow demo lint format tensorboard bench gpu-check eval-all data-index prepare study-cpu clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ eval-all: $(STAMP) ## evaluate CKPT (or MODEL=timm name) on DATA/{DAVIS,VIP,JHMD
 
 data-index: $(STAMP) ## scan DATA once and write DATA/index.csv with decoded frame counts
 	$(BIN)/python -m lightning_modules index --root "$(DATA)"
+
+FORMAT ?= jpeg
+SHORT_SIDE ?= 256
+WORKERS ?= 4
+prepare: $(STAMP) ## convert DATA into a training-ready copy OUT (FORMAT=jpeg|mp4, SHORT_SIDE, WORKERS) + index
+	$(BIN)/python -m lightning_modules prepare --root "$(DATA)" --out "$(OUT)" --format $(FORMAT) --short-side $(SHORT_SIDE) --workers $(WORKERS)
 
 study-cpu: $(STAMP) ## CPU-scale study: several small SiamMAE recipes vs random-init and raw-pixel baselines
 	$(BIN)/python -m lightning_modules study --out runs/study

@@ -5,17 +5,21 @@ value, which can over-report: decord then reads past the real end (decord#373 sp
 Videos shorter than ``gap_min + 1`` frames are dropped and counted; unreadable files are logged and
 counted. Training reads ``<root>/index.csv`` when it exists (paths in it are relative to the root).
 
+A file whose decoding kills the process (a native crash in FFmpeg) is isolated (``datamodules.isolation``):
+it is counted as unreadable and listed in ``index_failures.csv`` beside the index, and the scan completes.
+
 Usage: ``corrmae index --root DATA [--out FILE] [--gap-min 4] [--backend auto] [--workers N]``.
 """
 
 import argparse
 import csv
+import functools
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from datamodules.isolation import Crashed, isolated_map
 from datamodules.readers import IMAGE_EXTENSIONS, FrameFolderReader, VideoReadError
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,7 @@ class IndexSummary:
     kept: int = 0
     too_short: int = 0
     unreadable: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unreadable files
 
 
 def build_index(
@@ -117,6 +122,7 @@ def build_index(
     folder_fps: float = 30.0,
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     workers: int = 1,
+    probe_fn: Callable[..., IndexRow | VideoReadError] = probe,
 ) -> tuple[Path, IndexSummary]:
     """Scan ``root`` and write the index CSV (default ``<root>/index.csv``).
 
@@ -127,7 +133,9 @@ def build_index(
         backend: ``frames`` indexes frame folders only, ``decord``/``pyav`` video files only, ``auto`` both.
         folder_fps: frame rate recorded for frame folders (their file rate; 6 for YouTube-VOS train).
         extensions: video file suffixes.
-        workers: processes probing in parallel.
+        workers: processes probing in parallel (each file is probed in a worker process, so a native
+            decoder crash costs that file only).
+        probe_fn: ``probe`` (tests pass one that crashes the process on a marker file).
 
     Returns:
         The CSV path and the counts (kept, too short, unreadable).
@@ -143,16 +151,15 @@ def build_index(
         raise ValueError(
             f"no video files ({', '.join(extensions)}) or frame folders found under {str(root)!r}"
         )
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(probe, sources, [folder_fps] * len(sources), chunksize=8))
-    else:
-        results = [probe(p, folder_fps) for p in sources]
+    job = functools.partial(probe_fn, folder_fps=folder_fps)
+    by_path = dict(isolated_map(job, sources, workers))
     summary, rows = IndexSummary(), []
-    for result in results:
-        if isinstance(result, VideoReadError):
-            log.warning("unreadable, not indexed: %s", result)
+    for source in sources:  # source order, whatever the completion order
+        result = by_path[source]
+        if isinstance(result, (VideoReadError, Crashed)):
+            log.warning("unreadable, not indexed: %s: %s", source, result.reason)
             summary.unreadable += 1
+            summary.failures.append((str(source), result.reason))
         elif result.num_frames < max(gap_min + 1, 2):
             summary.too_short += 1
         else:
@@ -160,17 +167,28 @@ def build_index(
             rows.append(IndexRow(rel, result.num_frames, result.fps, result.width, result.height))
     summary.kept = len(rows)
     write_index(out, rows)
+    write_failures(out.parent / "index_failures.csv", summary.failures)
     return out, summary
 
 
+def write_failures(path: str | Path, failures: Sequence[tuple[str, str]]) -> None:
+    """``path,reason`` rows of the files that could not be read (header only when there are none)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("path", "reason"))
+        writer.writerows(failures)
+
+
 def write_index(path: str | Path, rows: Sequence[IndexRow]) -> None:
-    """Write rows as CSV with the header ``path,num_frames,fps,width,height``."""
+    """Write rows as CSV with the header ``path,num_frames,fps,width,height`` (atomically: temp + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(FIELDS)
         writer.writerows((r.path, r.num_frames, f"{r.fps:.6g}", r.width, r.height) for r in rows)
+    tmp.replace(path)
 
 
 def read_index(path: str | Path, root: str | Path | None = None) -> list[IndexRow]:
@@ -218,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--root", required=True, help="data root to scan")
     parser.add_argument("--out", default=None, help="output CSV (default: ROOT/index.csv)")
     parser.add_argument("--gap-min", type=int, default=4, help="drop videos with fewer than GAP_MIN+1 frames")
-    parser.add_argument("--backend", choices=("auto", "decord", "pyav", "frames"), default="auto")
+    parser.add_argument(
+        "--backend", choices=("auto", "torchcodec", "decord", "pyav", "frames"), default="auto"
+    )
     parser.add_argument("--folder-fps", type=float, default=30.0, help="file rate of frame folders")
     parser.add_argument("--workers", type=int, default=1, help="parallel probe processes")
     args = parser.parse_args(argv)
@@ -228,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         f"indexed {s.kept} videos -> {out}; dropped {s.too_short} shorter than {args.gap_min + 1} frames, "
-        f"{s.unreadable} unreadable (see warnings above)"
+        f"{s.unreadable} unreadable (listed in {out.parent / 'index_failures.csv'})"
     )
 
 

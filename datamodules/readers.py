@@ -1,4 +1,4 @@
-"""Random-access frame readers: decord (default for video files), PyAV (portable fallback), frame folders.
+"""Random-access frame readers: torchcodec, decord, PyAV (portable fallback) for video files; frame folders.
 
 Every reader fetches all requested frames in ONE ``read(indices)`` call and never decodes the whole video.
 Readers are cheap to open and hold a native decoder, so open one per sample inside the DataLoader worker
@@ -6,15 +6,17 @@ Readers are cheap to open and hold a native decoder, so open one per sample insi
 Every failure to open or decode becomes a ``VideoReadError`` naming the file and the reason.
 """
 
+import functools
 import importlib
-import re
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-Backend = Literal["auto", "decord", "pyav", "frames"]
+log = logging.getLogger(__name__)
+Backend = Literal["auto", "torchcodec", "decord", "pyav", "frames"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -24,6 +26,9 @@ class VideoReadError(RuntimeError):
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
+
+    def __reduce__(self):  # pickled across worker processes: rebuild from both fields, not the message
+        return type(self), (self.path, self.reason)
 
 
 class BackendUnavailableError(ImportError):
@@ -180,72 +185,11 @@ class PyAVReader:
         return np.stack([found[i] for i in idx])
 
 
-# ---------------------------------------------------------------- frame folders
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def list_frame_files(folder: str | Path) -> list[Path]:
-    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
-    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(files, key=_natural_key)
-
-
-class FrameFolderReader:
-    """A folder of image files, one per frame (YouTube-VOS ``JPEGImages/<video>/*.jpg``, DAVIS, K400 frames).
-
-    Frame ``i`` is the ``i``-th file in natural order, so gaps are counted in FILES. In YouTube-VOS train the
-    files are every 5th native frame (``00000.jpg, 00005.jpg, ...``, 30 fps video): one file step is 5 native
-    frames and the file rate is 6 fps. ``FramePairDataModule(frame_step=5)`` converts gaps given in native
-    frames to file steps. Grayscale, palette and RGBA images are converted to RGB (alpha is dropped).
-    All frames must have the size of the first frame, otherwise ``VideoReadError`` names the odd file.
-    """
-
-    def __init__(self, path: str | Path, fps: float = 30.0) -> None:
-        self.path, self.fps = str(path), float(fps)
-        if not Path(path).is_dir():
-            raise VideoReadError(path, "not a directory of frames")
-        self._files = list_frame_files(path)
-        self.num_frames = len(self._files)
-        if not self._files:
-            raise VideoReadError(path, f"no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        self.size = self._open(self._files[0]).size  # (W, H) from the header only
-
-    def _open(self, file: Path):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            return Image.open(file)
-        except (UnidentifiedImageError, OSError) as e:
-            raise VideoReadError(file, f"cannot open image ({type(e).__name__}: {e})") from e
-
-    def check_sizes(self) -> None:
-        """Raise ``VideoReadError`` naming the first file whose size differs from frame 0 (headers only)."""
-        for file in self._files[1:]:
-            self._check_size(file, self._open(file).size)
-
-    def _check_size(self, file: Path, size: tuple[int, int]) -> None:
-        if size != self.size:
-            w0, h0 = self.size
-            raise VideoReadError(
-                file, f"frame size {size[0]}x{size[1]} differs from the first frame's {w0}x{h0}"
-            )
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` as uint8 (T, H, W, 3)."""
-        idx = _check_indices(self.path, indices, self.num_frames)
-        out = []
-        for i in idx:
-            image = self._open(self._files[i])
-            self._check_size(self._files[i], image.size)
-            try:
-                out.append(np.asarray(image.convert("RGB")))
-            except OSError as e:  # truncated JPEG/PNG data
-                raise VideoReadError(self._files[i], f"cannot decode image ({e})") from e
-        return np.stack(out)
-
-
 # ---------------------------------------------------------------- factory
+# Imported here, after the names that frame_folder takes from this module exist (a cycle otherwise).
+from datamodules.frame_folder import FrameFolderReader  # noqa: E402
+
+
 def decord_available() -> bool:
     """Whether decord imports (it has wheels for Linux x86_64 only)."""
     try:
@@ -255,6 +199,22 @@ def decord_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def auto_video_backend() -> str:
+    """What ``auto`` uses for video files.
+
+    torchcodec (maintained, fastest in ``make bench``) when it and FFmpeg's libraries load, else decord,
+    else PyAV. The fallback is logged once per process.
+    """
+    from datamodules.torchcodec_reader import INSTALL_HINT, torchcodec_available
+
+    if torchcodec_available():
+        return "torchcodec"
+    fallback = "decord" if decord_available() else "pyav"
+    log.info("backend auto: torchcodec unavailable, using %s (for torchcodec: %s)", fallback, INSTALL_HINT)
+    return fallback
+
+
 def open_reader(
     path: str | Path, backend: Backend = "auto", num_frames: int | None = None, fps: float | None = None
 ) -> VideoReader:
@@ -262,7 +222,7 @@ def open_reader(
 
     Args:
         path: a video file, or a directory of frame images.
-        backend: ``auto`` = frames for directories, else decord when installed, else PyAV.
+        backend: ``auto`` = frames for directories, else ``auto_video_backend()``.
         num_frames: the decoded frame count from the index, if known (caps what the reader will access).
         fps: frame (file) rate of a frame folder; ignored for video files, whose container gives it.
 
@@ -271,7 +231,7 @@ def open_reader(
     """
     path = Path(path)
     if backend == "auto":
-        backend = "frames" if path.is_dir() else ("decord" if decord_available() else "pyav")
+        backend = "frames" if path.is_dir() else auto_video_backend()
     if backend == "frames":
         if not path.is_dir():
             raise VideoReadError(path, "backend 'frames' needs a directory of images")
@@ -281,8 +241,12 @@ def open_reader(
         return reader
     if path.is_dir():
         raise VideoReadError(path, f"backend {backend!r} reads video files, but this is a directory")
+    if backend == "torchcodec":
+        from datamodules.torchcodec_reader import TorchCodecReader
+
+        return TorchCodecReader(path, num_frames=num_frames)
     if backend == "decord":
         return DecordReader(path, num_frames=num_frames)
     if backend == "pyav":
         return PyAVReader(path, num_frames=num_frames)
-    raise ValueError(f"unknown backend {backend!r}; expected auto, decord, pyav or frames")
+    raise ValueError(f"unknown backend {backend!r}; expected auto, torchcodec, decord, pyav or frames")

@@ -54,7 +54,11 @@ def sample_crop(
 
 
 class PairedTransform:
-    """Same crop, flip and (optional) colour jitter for every frame of a clip, then ImageNet normalisation.
+    """Same crop, flip and (optional) colour jitter for every frame of a clip; uint8 in, uint8 out.
+
+    ImageNet normalisation is NOT done here: the data module does it on the device
+    (``normalize_frames`` in ``on_after_batch_transfer``), so workers hand over 4x fewer bytes and do no
+    float arithmetic unless colour jitter is on.
 
     Args:
         image_size: output side (square), 224 in SiamMAE.
@@ -79,8 +83,17 @@ class PairedTransform:
             raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
         self.image_size, self.crop_scale, self.crop_ratio = image_size, crop_scale, crop_ratio
         self.hflip, self.color_jitter = hflip, color_jitter
-        self.mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
+
+    def draw(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+        """All random parameters of one clip, in draw order, as float64 (8,).
+
+        ``top, left, h, w, flip, brightness, contrast, saturation`` (jitter factors 1 when off).
+        """
+        top, left, h, w = sample_crop(height, width, self.crop_scale, self.crop_ratio, g)
+        flip = float(self.hflip and float(torch.rand((), generator=g)) < 0.5)
+        s = self.color_jitter
+        jitter = [_uniform(g, 1 - s, 1 + s) for _ in range(3)] if s > 0 else [1.0, 1.0, 1.0]
+        return torch.tensor([top, left, h, w, flip, *jitter], dtype=torch.float64)
 
     def __call__(self, frames: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Augment a clip.
@@ -90,31 +103,49 @@ class PairedTransform:
             g: generator for all random parameters.
 
         Returns:
-            float32 (T, 3, S, S), ImageNet-normalised, S = ``image_size``.
+            uint8 (T, 3, S, S), S = ``image_size``.
         """
-        x = torch.as_tensor(frames).permute(0, 3, 1, 2).float().div_(255)  # (T, 3, H, W) in [0, 1]
-        top, left, h, w = sample_crop(x.shape[-2], x.shape[-1], self.crop_scale, self.crop_ratio, g)
+        x = torch.as_tensor(frames).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8, channels-last strides
+        return self.apply(x, self.draw(x.shape[-2], x.shape[-1], g))
+
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Crop, resize, flip, jitter uint8 (T, 3, H, W) with ``draw``'s parameters -> uint8 (T, 3, S, S).
+
+        On CPU the resize is torch's uint8 antialiased bilinear kernel (integer arithmetic); elsewhere it is
+        the float kernel, rounded (they differ by at most one level, see README "Training data at scale").
+        """
+        top, left, h, w = (int(v) for v in params[:4])
         x = x[..., top : top + h, left : left + w]  # (T, 3, h, w)
         size = (self.image_size, self.image_size)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)  # (T, 3, S, S)
-        if self.hflip and float(torch.rand((), generator=g)) < 0.5:
+        if x.device.type == "cpu":
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        else:  # the uint8 kernel is CPU-only
+            x = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+        if params[4] > 0:
             x = x.flip(-1)
         if self.color_jitter > 0:
-            x = self._jitter(x, g)
-        # Contiguous (T, 3, S, S): the permute above leaves a channels-last layout, which collate keeps in
-        # the main process but not in workers, and the model rounds differently per layout (num_workers
-        # would change the losses' last bits).
-        return ((x.clamp_(0, 1) - self.mean) / self.std).contiguous()
+            x = self._jitter(x.float().div_(255), params[5:8].tolist())
+            x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        # Contiguous (T, 3, S, S): the permute leaves channels-last strides, which collate keeps in the main
+        # process but not in workers.
+        return x.contiguous()
 
-    def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Brightness, contrast, saturation with one factor each for the whole clip (T, 3, S, S)."""
-        s = self.color_jitter
-        brightness, contrast, saturation = (_uniform(g, 1 - s, 1 + s) for _ in range(3))
+    def _jitter(self, x: torch.Tensor, factors: list[float]) -> torch.Tensor:
+        """Brightness, contrast, saturation with one factor each for the whole clip (T, 3, S, S) in [0, 1]."""
+        brightness, contrast, saturation = factors
         x = x * brightness
         mean = _luma(x).mean(dim=(-2, -1), keepdim=True)  # (T, 1, 1, 1)
         x = (x - mean) * contrast + mean
         gray = _luma(x)
         return (x - gray) * saturation + gray
+
+
+def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (..., 3, H, W) -> float32 ImageNet-normalised, on the frames' device."""
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=frames.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD, device=frames.device).view(3, 1, 1)
+    return (frames.float().div_(255) - mean) / std
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ def tools() -> dict[str, str]:
     """Project sub-commands that are not Lightning's, mapped to ``module:function(argv)``."""
     return {
         "index": "datamodules.index:main",
+        "prepare": "datamodules.prepare:main",
         "demo": "lightning_modules.demo:main",
         "eval-all": "lightning_modules.evaluate:main",
         "study": "lightning_modules.study:main",

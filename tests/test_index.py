@@ -1,9 +1,12 @@
 import csv
+import faulthandler
+import os
+from pathlib import Path
 
 import pytest
 
 from datamodules import FramePairDataModule
-from datamodules.index import build_index, find_sources, main, read_index
+from datamodules.index import build_index, find_sources, main, probe, read_index
 from tests.video_helpers import write_index_folder, write_index_video
 
 
@@ -67,7 +70,7 @@ def test_training_reads_the_index(kinetics_root):
         ("a.mp4", 20),
         ("b.mp4", 12),
     ]
-    assert dm.dataset[0]["frames"].shape == (2, 3, 16, 16)
+    assert dm.dataset[0]["frames"].shape == (2, 2, 3, 16, 16)  # repeated_sampling 2 pairs of one video
 
 
 def test_cli_main_prints_summary(kinetics_root, tmp_path, capsys):
@@ -88,3 +91,24 @@ def test_bad_index_file(tmp_path):
     (tmp_path / "index.csv").write_text("path,num_frames\na.mp4,3\n")
     with pytest.raises(ValueError, match="lacks columns"):
         read_index(tmp_path / "index.csv")
+
+
+def probe_or_abort(path, folder_fps=30.0):
+    """A test backend: a native crash (SIGABRT, as a segfaulting decoder would) on files named CRASH*."""
+    if path.name.startswith("CRASH"):
+        faulthandler.disable()  # pytest's crash dump would only add noise
+        os.abort()
+    return probe(path, folder_fps)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_kills_the_decoder_is_isolated(kinetics_root, workers):
+    crash = kinetics_root / "train" / "zumba" / "CRASH.mp4"
+    crash.write_bytes((kinetics_root / "train" / "zumba" / "b.mp4").read_bytes())
+    out, summary = build_index(kinetics_root, gap_min=4, workers=workers, probe_fn=probe_or_abort)
+    assert (summary.kept, summary.too_short, summary.unreadable) == (2, 1, 3)  # the scan completed
+    assert [Path(r.path).name for r in read_index(out)] == ["a.mp4", "b.mp4"]
+    with open(kinetics_root / "index_failures.csv") as f:
+        failures = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(f)}
+    assert set(failures) == {"CRASH.mp4", "empty.mp4", "corrupt.mp4"}
+    assert "SIGABRT" in failures["CRASH.mp4"] and "native crash" in failures["CRASH.mp4"]

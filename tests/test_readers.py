@@ -1,3 +1,5 @@
+import importlib
+import logging
 import sys
 
 import av
@@ -5,17 +7,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datamodules import torchcodec_reader
 from datamodules.readers import (
     BackendUnavailableError,
     DecordReader,
     FrameFolderReader,
     PyAVReader,
     VideoReadError,
+    auto_video_backend,
     open_reader,
 )
+from datamodules.synthetic import render_scene, write_video
+from datamodules.torchcodec_reader import TorchCodecReader, torchcodec_available
 from tests.video_helpers import decode_index, index_frames, write_index_folder, write_index_video
 
 N = 60
+# torchcodec is a dev dependency; it needs FFmpeg's shared libraries, which .ci/run installs.
+NEEDS_TORCHCODEC = pytest.mark.skipif(not torchcodec_available(), reason="torchcodec or FFmpeg libs missing")
+TORCHCODEC = pytest.param("torchcodec", marks=NEEDS_TORCHCODEC)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +32,15 @@ def clip(tmp_path_factory):
     return write_index_video(tmp_path_factory.mktemp("clip") / "clip.mp4", N, fps=25)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.fixture
+def fresh_auto():
+    """``auto_video_backend`` caches its choice per process: start and leave each test with a clean cache."""
+    auto_video_backend.cache_clear()
+    yield
+    auto_video_backend.cache_clear()
+
+
+@pytest.mark.parametrize("backend", [TORCHCODEC, "decord", "pyav"])
 def test_video_backends_return_exact_frames(clip, backend):
     reader = open_reader(clip, backend)
     assert reader.num_frames == N and reader.fps == pytest.approx(25)
@@ -36,16 +53,52 @@ def test_video_backends_return_exact_frames(clip, backend):
     assert [decode_index(f) for f in reader.read([7, 7])] == [7, 7]
 
 
-def test_auto_backend_choice(clip, tmp_path):
-    assert isinstance(open_reader(clip), DecordReader)
+@pytest.mark.parametrize("gop", [1, 12])
+@NEEDS_TORCHCODEC
+def test_torchcodec_reads_the_same_frames_as_pyav(tmp_path, gop):
+    """Exact on an intra-only clip (GOP 1); within decoder tolerance with P/B frames."""
+    frames, _ = render_scene(3, 40, (64, 96), 2)
+    path = write_video(tmp_path / f"g{gop}.mp4", frames, gop=gop)
+    idx = [0, 5, 17, 39, 22]
+    a = open_reader(path, "torchcodec", num_frames=40).read(idx).astype(int)
+    b = open_reader(path, "pyav", num_frames=40).read(idx).astype(int)
+    assert a.shape == b.shape == (5, 64, 96, 3)
+    if gop == 1:
+        assert np.array_equal(a, b)
+    else:
+        assert np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 16
+
+
+def test_auto_backend_choice(clip, tmp_path, fresh_auto):
+    expected = TorchCodecReader if torchcodec_available() else DecordReader  # torchcodec: maintained
+    assert isinstance(open_reader(clip), expected)
     assert isinstance(open_reader(write_index_folder(tmp_path / "f", 3)), FrameFolderReader)
 
 
-def test_missing_decord_names_package_and_auto_falls_back(clip, monkeypatch):
+def test_missing_decord_names_package_and_auto_falls_back(clip, monkeypatch, fresh_auto):
     monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)
     with pytest.raises(BackendUnavailableError, match="pip install decord"):
         open_reader(clip, "decord")
     assert isinstance(open_reader(clip, "auto"), PyAVReader)
+
+
+def test_torchcodec_without_ffmpeg_libs_says_what_to_install(clip, monkeypatch, fresh_auto, caplog):
+    real_import = importlib.import_module
+
+    def no_ffmpeg(name, *a):
+        if name.startswith("torchcodec"):
+            raise RuntimeError("Could not load libtorchcodec: libavutil.so.57: cannot open shared object")
+        return real_import(name, *a)
+
+    monkeypatch.setattr(torchcodec_reader.importlib, "import_module", no_ffmpeg)
+    with pytest.raises(BackendUnavailableError, match=r"libavutil\.so\.57.*apt-get install libavcodec59"):
+        open_reader(clip, "torchcodec")
+    with caplog.at_level(logging.INFO, logger="datamodules.readers"):
+        readers = [open_reader(clip, "auto") for _ in range(3)]
+    assert all(isinstance(r, DecordReader) for r in readers)
+    lines = [r.getMessage() for r in caplog.records if "torchcodec unavailable" in r.getMessage()]
+    assert len(lines) == 1 and "using decord" in lines[0]  # one log line per process, not per video
 
 
 def test_frame_folder_reader(tmp_path):
@@ -100,7 +153,7 @@ def _faststart_clip(path, n):
     return path
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", [TORCHCODEC, "decord", "pyav"])
 @pytest.mark.parametrize("kind", ["zero_byte", "truncated", "garbage", "missing"])
 def test_bad_video_files_raise_naming_the_file(clip, tmp_path, backend, kind):
     bad = tmp_path / f"{kind}.mp4"
@@ -128,7 +181,7 @@ def test_truncated_faststart_mp4(tmp_path):
         DecordReader(bad).read([0, 99])
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", [TORCHCODEC, "decord", "pyav"])
 def test_out_of_range_index(clip, backend):
     with pytest.raises(VideoReadError, match=r"\[60\] out of range for 60 frames"):
         open_reader(clip, backend).read([0, 60])

@@ -81,7 +81,8 @@ def test_datamodule_hands_a_restored_state_to_the_loader_it_builds_later(tmp_pat
     kw = dict(image_size=16, batch_size=2, num_workers=0, gap_min=1, gap_max=2, repeated_sampling=2)
     dm = FramePairDataModule(str(tmp_path), **kw)
     assert dm.state_dict() == {}
-    dm.load_state_dict({"train_loader": {"epoch": 0, "batches": 2, "batch_size": 2, "replicas": 1}})
+    # batch_size 2 pairs = 1 video of repeated_sampling 2 per loader batch
+    dm.load_state_dict({"train_loader": {"epoch": 0, "batches": 2, "batch_size": 1, "replicas": 1}})
     dl = dm.train_dataloader()
     batches = list(dl)
     assert len(batches) == 1 and dm.state_dict()["train_loader"]["batches"] == 3

@@ -1,17 +1,25 @@
-"""`python -m tests.bench [name ...]`: run tests/bench/bench_<name>.py modules, print one markdown table."""
+"""`python -m tests.bench [name ...]`: run tests/bench/bench_<name>.py modules, print one markdown table.
+
+Every row is also appended to ``runs/bench/results.csv`` (the table's columns plus ``run_at``, the UTC start
+of the run), so a row can be tracked from run to run by its exact benchmark name.
+"""
 
 from __future__ import annotations
 
+import csv
+import datetime
 import importlib
 import operator
 import pkgutil
 import sys
 import traceback
+from pathlib import Path
 
 import tests.bench as bench_pkg
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 COLUMNS = ("benchmark", "a_name", "a_value", "b_name", "b_value", "unit", "ratio", "target", "met")
+RESULTS = Path("runs/bench/results.csv")
 
 
 def target_met(row: dict) -> str:
@@ -45,9 +53,22 @@ def discover(names: list[str]) -> list[str]:
     return wanted
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected benchmarks and print the table; returns 1 if a module failed."""
+def append_results(rows: list[dict], path: Path, run_at: str) -> None:
+    """Append rows (the table's columns, unformatted values, plus ``run_at``) to the CSV at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow((*COLUMNS, "run_at"))
+        for row in rows:
+            writer.writerow((*("" if row.get(c) is None else row.get(c) for c in COLUMNS), run_at))
+
+
+def main(argv: list[str] | None = None, results: Path = RESULTS) -> int:
+    """Run the selected benchmarks, print the table and append it to ``results``; 1 if a module failed."""
     failed = False
+    run_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name in discover(list(sys.argv[1:] if argv is None else argv)):
         try:
@@ -56,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed = True
             rows = [{"benchmark": f"{name}: FAILED (traceback above)"}]
+        rows = [{**row, "met": target_met(row)} for row in rows]
         for row in rows:
-            row = {**row, "met": target_met(row)}
             lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+        append_results(rows, results, run_at)  # per module: a later crash keeps the rows measured so far
     print("\n".join(lines))
     return 1 if failed else 0
 

@@ -5,8 +5,9 @@ written twice with ``write_video``: GOP 30 (``write_synthetic_videos``' default)
 what most Kinetics files have; a random seek then decodes up to 250 frames). They are cached in the
 temp directory, so only the first run pays the rendering (~1 min).
 
-- Per worker: ``FramePairDataset`` items (gap 4..48, 224 random-resized crop, flip, normalisation) read in
-  the main process on one thread, as one DataLoader worker does.
+- Per worker: ``FramePairDataset`` items (gap 4..48, 224 random-resized crop, flip; uint8, normalised later
+  on the device) read in the main process on one thread, as one DataLoader worker does. One pair per video
+  item (``repeated_sampling`` 1; ``bench_pipeline`` compares decode-once R=2).
 - 2 workers: ``FramePairDataModule.train_dataloader()`` with ``num_workers=2``, batch 8, timed after the
   first batch (worker start-up excluded).
 - Consumption: pairs/s of the SiamMAE ViT-S/16 step at batch 8 (``bench_train_step.measure_core``, shared
@@ -52,9 +53,10 @@ def data_module(root: Path, backend: str, num_workers: int) -> FramePairDataModu
     """The training data pipeline at 224 (SiamMAE defaults), enough pairs per epoch for the timing."""
     dm = FramePairDataModule(
         root=str(root), backend=backend, image_size=224, batch_size=BATCH, num_workers=num_workers,
-        repeated_sampling=64, persistent_workers=False, strict=True,
+        repeated_sampling=1, persistent_workers=False, strict=True,
     )  # fmt: skip
     dm.setup("fit")
+    dm.dataset.sources = dm.dataset.sources * 32  # each video listed 32 times: enough items per epoch
     return dm
 
 
