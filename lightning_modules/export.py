@@ -47,6 +47,12 @@ def siammae_encoder(module) -> tuple[nn.Module, dict, dict]:
 def videomac_encoder(module) -> tuple[nn.Module, dict, dict]:
     """(timm ResNet / ConvNeXt, model_args, corrmae info) of a VideoMAC's evaluated encoder."""
     hp = module.hparams
+    if hp.get("encoder_variant", "timm") != "timm":
+        raise ValueError(
+            f"the authors' VideoMAC encoders (encoder_variant: {hp['encoder_variant']}) are not timm "
+            "architectures, so there is no timm export; evaluate the checkpoint directly (eval-all --ckpt) "
+            f"or as published weights (eval-all --model videomac_{hp['encoder_name']} --weights CKPT)"
+        )
     sparse = (module.online if hp["feature_source"] == "online" else module.target).encoder
     args = {"num_classes": 0}
     if module.feature_stride != 2 ** (hp["feature_stage"] + 1):  # dilated evaluation variant

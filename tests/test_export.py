@@ -19,7 +19,8 @@ from tests.test_bad_input import REPO, tiny_siammae_checkpoint
 def videomac_checkpoint(path, **changes):
     """A tiny VideoMAC checkpoint as ``corrmae fit`` writes it."""
     init = yaml.safe_load((REPO / "configs/demo/videomac_tiny.yaml").read_text())["model"]["init_args"]
-    model = VideoMAC(**{**init, **changes})
+    # timm encoders: the authors' official ones (the tiny config's) have no timm architecture to export to
+    model = VideoMAC(**{**init, "encoder_variant": "timm", "init": "standard", **changes})
     hparams = {**model.hparams, "_class_path": "lightning_modules.VideoMAC"}
     torch.save(
         {"state_dict": model.state_dict(), "hyper_parameters": hparams, "epoch": 4, "global_step": 40}, path
@@ -87,6 +88,13 @@ def test_videomac_export_loads_in_timm_with_equal_features(tmp_path, stage):
             assert torch.equal(
                 timm_features(model, x, config["corrmae"]["feature_index"]), module.extract_features(x)
             )
+
+
+def test_official_videomac_encoder_is_refused_with_the_way_to_evaluate_it(tmp_path):
+    ckpt = videomac_checkpoint(tmp_path / "mac.ckpt", encoder_variant="official", init="official")
+    with pytest.raises(ValueError, match=r"not timm architectures.*--model videomac_resnet18 --weights"):
+        cli_main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "exp")])
+    assert not (tmp_path / "exp/model.safetensors").exists()
 
 
 def test_eval_all_reads_export_folder_and_safetensors_file(tmp_path):

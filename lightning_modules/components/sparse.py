@@ -51,6 +51,11 @@ def apply_mask(x: Tensor, sm: SparseMask | None) -> Tensor:
     return x if sm is None else x * sm.like(x)
 
 
+def upcast(x: Tensor) -> Tensor:
+    """Half-precision maps to fp32 for statistics; fp32 and fp64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def masked_conv(conv: nn.Module, x: Tensor, sm: SparseMask | None) -> Tensor:
     """Run a dense conv on a map that is zero at masked sites, then zero its masked outputs (sparse conv)."""
     return apply_mask(conv(x), sm)
@@ -75,7 +80,7 @@ def masked_batch_norm(bn: nn.BatchNorm2d, x: Tensor, sm: SparseMask | None) -> T
         return bn(x)
     # Statistics in fp32 whatever the autocast dtype (as native BatchNorm keeps them): a bf16 mean/var of
     # many sites loses the low bits that the centred values are made of.
-    out_dtype, x = x.dtype, x.float()
+    out_dtype, x = x.dtype, upcast(x)
     vis = sm.like(x)  # (B, 1, H, W)
     use_batch_stats = bn.training or bn.running_mean is None
     if use_batch_stats:
@@ -141,7 +146,7 @@ def masked_grn(
     Returns:
         Same shape as ``x``; masked sites hold ``bias`` (callers mask the residual branch later).
     """
-    out_dtype, x = x.dtype, x.float()  # the global L2 statistic in fp32 under bf16 autocast
+    out_dtype, x = x.dtype, upcast(x)  # the global L2 statistic in fp32 under bf16 autocast
     if sm is not None:
         x = x * (sm.like_cl(x) if channels_last else sm.like(x))
     spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)

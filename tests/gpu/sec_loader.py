@@ -8,7 +8,7 @@ The frames are generated here with PIL (nothing big travels to the device).
 from __future__ import annotations
 
 import inspect
-import math
+import itertools
 import os
 import tempfile
 import time
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from datamodules.device_decode import decode_jpeg_pairs
 from datamodules.frame_pairs import FramePairDataModule
 from tests.gpu.harness import Context
 
@@ -71,32 +72,41 @@ def loader_pairs_per_s(
     device: torch.device,
     **extra,
 ) -> dict:
-    """Steady-state pairs/s of the training DataLoader, batches moved to ``device``.
+    """Steady-state pairs/s of the training DataLoader, each batch carried to normalised frames on ``device``.
 
-    The first ``max(1, workers)`` batches (each worker's first, built in parallel at start-up) are not timed;
-    timing stops after ``timed_batches`` batches or ``budget`` seconds. ``extra`` goes to the data module
-    (e.g. ``decode_on``). This is the check's only coupling to the data pipeline.
+    A batch goes through what the Trainer runs: the data module's ``on_before_batch_transfer`` work (the
+    JPEG decode of ``decode_on: gpu``, here on ``device``), the copy, then ``on_after_batch_transfer``
+    (normalisation). Epochs (one pass over the videos, 2 pairs each) repeat with persistent workers until
+    enough batches are timed. The first ``max(1, workers)`` batches are not timed; timing stops after
+    ``timed_batches`` batches or ``budget`` seconds. ``extra`` goes to the data module (e.g. ``decode_on``).
+    This is the check's only coupling to the data pipeline.
     """
     warm = max(1, workers)
-    need = (warm + timed_batches + 1) * batch
-    videos = len(list((root / "JPEGImages").iterdir()))
     dm = FramePairDataModule(
         root=str(root), backend="frames", gap_min=4, gap_max=16, image_size=img, batch_size=batch,
-        num_workers=workers, pin_memory=True, persistent_workers=False,
-        repeated_sampling=math.ceil(need / videos), **extra,
+        num_workers=workers, pin_memory=True, persistent_workers=workers > 0, repeated_sampling=2, **extra,
     )  # fmt: skip
     dm.setup("fit")
-    it = iter(dm.train_dataloader())
+    loader = dm.train_dataloader()
+    it = itertools.chain.from_iterable(loader for _ in itertools.count())
+
+    def deliver(batches) -> None:
+        b = next(batches)
+        if "jpeg" in b:
+            b = decode_jpeg_pairs(b, dm.dataset.transform, device)
+        b = dm.on_after_batch_transfer({**b, "frames": b["frames"].to(device, non_blocking=True)}, 0)
+        assert b["frames"].dtype == torch.float32
+
     for _ in range(warm):
-        next(it)["frames"].to(device, non_blocking=True)
+        deliver(it)
     t0, n, t_end = time.perf_counter(), 0, time.monotonic() + budget
     while n < timed_batches and (n == 0 or time.monotonic() < t_end):
-        next(it)["frames"].to(device, non_blocking=True)
+        deliver(it)
         n += 1
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    del it
+    del it, loader
     return {"pairs_per_s": n * batch / seconds, "batches": n, "seconds": seconds}
 
 
