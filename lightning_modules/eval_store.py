@@ -27,7 +27,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from callbacks.checkpointing import fsync_dir
+from callbacks.checkpointing import atomic_write, fsync_dir
 
 
 def file_digest(path: str | Path) -> str:
@@ -81,17 +81,7 @@ def _decode(obj):
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class ResultStore:
