@@ -149,39 +149,51 @@ def evaluate_davis(
     protocol = as_protocol(cfg, "davis")
     records = []
     for n, seq in enumerate(videos):
-        if len(seq) < 3:
-            raise ValueError(
-                f"{seq.name}: needs >= 3 frames (first and last are not evaluated), got {len(seq)}"
-            )
-        size = eval_size(*seq.size, short_side, stride, protocol.width_rule)
-        feats = iter_features(
-            feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames, protocol
-        )
-        first = first_frame_labels(seq.first_mask(), size, stride, seq.num_objects + 1, protocol)
-        first = first.to(device=device, dtype=torch.float32)  # (K, h, w)
-        score = SequenceJF(seq.name, seq.num_objects)
         shown = set(_preview_frames(len(seq), preview)) if n == 0 and preview else set()
-        overlays = []
-        # Frame by frame (propagation, PNG, J/F): memory is the context window, not the video's length.
-        for t, soft in enumerate(propagate_stream(feats, first, protocol.propagation)):
-            gt = seq.read_mask(t)  # (H, W)
-            pred = gt if t == 0 else decode_labels(soft, stride, size, seq.size, protocol).cpu().numpy()
-            pred = pred.astype(np.uint8)  # frame 0 is the given annotation (not evaluated)
-            if out_dir is not None:
-                write_palette_png(
-                    Path(out_dir) / seq.name / f"{seq.frame_paths[t].stem}.png", pred, seq.palette
-                )
-            if 0 < t < len(seq) - 1:
-                score.add(pred, gt)
-            if t in shown:
-                overlays.append(overlay(seq.read_frame(t), pred, seq.palette))
-        record = {"sequence": seq.name, "rows": score.rows()}
-        if overlays:
-            record["preview"] = np.stack(overlays)
-        records.append(record)
+        records.append(
+            davis_record(feature_fn, stride, seq, protocol, out_dir, short_side, device, batch_frames, shown)
+        )
         if progress is not None:
             progress(len(seq))
     return records
+
+
+def davis_record(
+    feature_fn: FeatureFn,
+    stride: int,
+    seq: DavisSequence,
+    protocol: Protocol,
+    out_dir: str | Path | None,
+    short_side: int | None,
+    device: torch.device | str,
+    batch_frames: int,
+    shown: set[int],
+) -> dict:
+    """One sequence, frame by frame (features, propagation, PNG, J/F): memory is the context window only.
+
+    ``shown`` frames are also returned as overlay pictures (``record["preview"]``).
+    """
+    if len(seq) < 3:
+        raise ValueError(f"{seq.name}: needs >= 3 frames (first and last are not evaluated), got {len(seq)}")
+    size = eval_size(*seq.size, short_side, stride, protocol.width_rule)
+    feats = iter_features(feature_fn, seq.read_frame, len(seq), size, stride, device, batch_frames, protocol)
+    first = first_frame_labels(seq.first_mask(), size, stride, seq.num_objects + 1, protocol)
+    first = first.to(device=device, dtype=torch.float32)  # (K, h, w)
+    score, overlays = SequenceJF(seq.name, seq.num_objects), []
+    for t, soft in enumerate(propagate_stream(feats, first, protocol.propagation)):
+        gt = seq.read_mask(t)  # (H, W)
+        pred = gt if t == 0 else decode_labels(soft, stride, size, seq.size, protocol).cpu().numpy()
+        pred = pred.astype(np.uint8)  # frame 0 is the given annotation (not evaluated)
+        if out_dir is not None:
+            write_palette_png(Path(out_dir) / seq.name / f"{seq.frame_paths[t].stem}.png", pred, seq.palette)
+        if 0 < t < len(seq) - 1:
+            score.add(pred, gt)
+        if t in shown:
+            overlays.append(overlay(seq.read_frame(t), pred, seq.palette))
+    record = {"sequence": seq.name, "rows": score.rows()}
+    if overlays:
+        record["preview"] = np.stack(overlays)
+    return record
 
 
 class SequenceJF:
