@@ -48,7 +48,7 @@ bench: $(STAMP) ## side-by-side CPU benchmarks (propagation, sparse emulation, t
 # No .venv dependency: the GPU machine has its own python (torch, lightning, timm) and no project venv.
 GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),runs/gpu-check)
-gpu-check: ## the prepared GPU check (issue 13) into OUT (default runs/gpu-check); tiny sizes on CPU without CUDA
+gpu-check: ## the prepared GPU check into OUT (default runs/gpu-check); tiny sizes on CPU without CUDA
 	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m tests.gpu.check --out "$(GPU_OUT)"
 
 eval-all: $(STAMP) ## evaluate CKPT (or MODEL=timm name) on DATA/{DAVIS,VIP,JHMDB}, write OUT/results.md

@@ -2,7 +2,7 @@
 
 Sharing the crop keeps the two frames geometrically aligned, so the only change between them is the
 motion in the video, which is what the model must learn to predict. All random parameters come from a
-``torch.Generator`` passed in, so a sample is a pure function of its seed (exact resume, issue 5).
+``torch.Generator`` passed in, so a sample is a pure function of its seed (exact resume).
 """
 
 import math

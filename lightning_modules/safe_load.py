@@ -70,7 +70,7 @@ def load_torch_file(
         UntrustedCheckpointError: naming the file, the disallowed globals and ``--trust-checkpoint``.
     """
     label = name or str(source)
-    if trust:
+    if trust:  # --trust-checkpoint: the user's explicit opt-in, the only full unpickling in corrmae
         return torch.load(source, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(safe_globals()):

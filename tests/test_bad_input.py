@@ -1,4 +1,4 @@
-"""Bad input, one test per case of issue 5 (the auditable list).
+"""Bad input, one test per case (the auditable list).
 
 Each case ends in a clear error naming the file and the problem, or a logged and counted skip — never a
 crash mid-epoch and never a silently wrong number. Lower-level variants live next to the code they test

@@ -1,6 +1,6 @@
 """The VideoMAC "ResNet" (models/resnetv2_sparse.py): one module for sparse pre-training and dense use.
 
-This is not a torchvision/timm ResNet. Following the official code (notes/videomac_impl.md §2.1):
+This is not a torchvision/timm ResNet. Following the official code (that file and tools/convert_pth.py):
 
 * stem: 4x4 stride-4 conv with bias, then a channels-first LayerNorm (eps 1e-6); no 7x7 conv, no max-pool;
 * every BatchNorm is a per-site LayerNorm (eps 1e-6) and every ReLU a GELU; convs have no bias;

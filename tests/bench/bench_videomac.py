@@ -1,8 +1,8 @@
 """VideoMAC training-step time on CPU: masked-dense sparse encoder vs the same dense network without masking.
 
 The only difference between the two columns is the mask passed to the encoders (the decoder, losses, EMA and
-optimiser step are identical), so the ratio is the overhead of the sparse emulation (issue 4: aim <= 1.3x).
-The official encoders (issue 11: the authors' LN/GELU ResNet-50 and ConvNeXt-V2-S) get rows of their own, plus
+optimiser step are identical), so the ratio is the overhead of the sparse emulation (aim: <= 1.3x).
+The official encoders (the authors' LN/GELU ResNet-50 and ConvNeXt-V2-S) get rows of their own, plus
 one row per paper encoder comparing the official and timm variants' MACs at 224 px (counted, not timed).
 """
 

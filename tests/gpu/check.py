@@ -1,4 +1,4 @@
-"""`python -m tests.gpu.check --out DIR` (`make gpu-check OUT=DIR`): the prepared GPU check of issue 13.
+"""`python -m tests.gpu.check --out DIR` (`make gpu-check OUT=DIR`): the prepared GPU check.
 
 With CUDA: real sizes, about 6 minutes on an H200 (section budgets in ``sizes.py``). Without CUDA: the same
 code at tiny sizes on the CPU, and the report says so in its first lines. Writes DIR/report.md (one ``##``
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown section(s) {unknown}; choose from {sorted(SHORT)}")
     out = Path(args.out)
-    report = Report(out, "corrmae GPU check (issue 13)", preamble(device, sz))
+    report = Report(out, "corrmae GPU check", preamble(device, sz))
     ctx = Context(device=device, sizes=sz, report=report)
     ctx.shared["compile"] = sz.compile if args.compile is None else args.compile
     torch.set_num_threads(

@@ -73,7 +73,7 @@ class Sizes:
     budgets: dict
 
 
-# DAVIS-2017 val 1,999 frames, VIP val 2,445 annotated frames (notes/propagation_eval.md); JHMDB split-1 test
+# DAVIS-2017 val 1,999 frames, VIP val 2,445 annotated frames (published split sizes); JHMDB split-1 test
 # 268 of 928 clips, 31,838 frames in all -> about 9,190 frames (an estimate: per-clip counts are not stored).
 DAVIS_FRAMES, VIP_FRAMES, JHMDB_FRAMES = 1999, 2445, round(31838 * 268 / 928)
 
