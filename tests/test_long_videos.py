@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.label_propagation import PropagationConfig, predict_mask, propagate_video
+from callbacks.label_propagation import (
+    PropagationConfig,
+    context_indices,
+    predict_mask,
+    propagate_frame,
+    propagate_stream,
+)
 from callbacks.metrics import DavisJF
 from callbacks.propagation_eval import (
     davis_rows,
     evaluate_davis,
     iter_features,
     propagate_ids,
-    propagate_stream,
     resize_ids,
     video_features,
 )
@@ -27,14 +32,19 @@ from tests.test_bad_input import REPO
 
 
 @pytest.mark.parametrize("preset", ["davis", "dino", "crw"])
-def test_stream_equals_propagate_video(preset):
+def test_stream_equals_per_frame_context_reference(preset):
+    """The rolling context of ``propagate_stream`` == rebuilding each frame's context from scratch."""
     cfg = PropagationConfig.preset(preset)
     g = torch.Generator().manual_seed(0)
     feats = torch.nn.functional.normalize(torch.randn(9, 16, 6, 7, generator=g), dim=1)
     first = torch.softmax(torch.randn(3, 6, 7, generator=g), dim=0)
-    whole = propagate_video(feats, first, cfg)
-    streamed = torch.stack(list(propagate_stream(iter(feats), first, cfg)))
-    assert torch.equal(streamed, whole)
+    streamed = list(propagate_stream(iter(feats), first, cfg))
+    labels = [first]
+    for t in range(1, len(feats)):
+        ctx = context_indices(t, cfg.queue_length, cfg.context)
+        ctx_labels = torch.stack([labels[i] for i in ctx])  # (C, K, h, w)
+        labels.append(propagate_frame(feats[t], feats[ctx], ctx_labels, cfg))
+    torch.testing.assert_close(torch.stack(streamed), torch.stack(labels), rtol=0, atol=1e-6)
 
 
 def test_streaming_davis_equals_whole_video_reference(tmp_path):
