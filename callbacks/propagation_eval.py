@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 
 from callbacks.label_propagation import (
@@ -31,18 +30,6 @@ FeatureFn = Callable[[Tensor], Tensor]
 
 
 # ------------------------------------------------------------------------------------------ shared steps
-def preprocess(frames: np.ndarray, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
-    """RGB uint8 (B, H, W, 3) -> ImageNet-normalised float (B, 3, *size), bilinear like cv2 INTER_LINEAR."""
-    x = (
-        torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
-    )  # (B,3,H,W)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 @torch.no_grad()
 def video_features(
     feature_fn: FeatureFn,

@@ -22,7 +22,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import timm
 import torch
@@ -30,6 +29,7 @@ import torch
 from lightning_modules import SiamMAE
 from lightning_modules.components.optim import param_groups_weight_decay
 from tests.bench.flops import siammae_shape, siammae_step_flops, vit_forward_flops
+from tests.gpu.models import configured_optimizer
 
 THREADS = int(os.environ.get("CORRMAE_BENCH_THREADS", "2"))  # ratios measured side by side are what matter
 BATCH, IMG = 8, 224
@@ -49,18 +49,6 @@ def matmul_peak_step(n: int = PEAK_N) -> Callable[[], object]:
     """A closure doing one n x n x n fp32 matmul (2 n^3 FLOPs)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return lambda: torch.matmul(a, b)
-
-
-def configured_optimizer(model: SiamMAE) -> torch.optim.Optimizer:
-    """The optimiser ``model.configure_optimizers()`` builds (a stand-in trainer supplies batch and steps)."""
-    model._trainer = SimpleNamespace(  # only the attributes VideoSSLModule reads
-        datamodule=SimpleNamespace(batch_size=BATCH), world_size=1, accumulate_grad_batches=1,
-        estimated_stepping_batches=1000, max_epochs=1,
-    )  # fmt: skip
-    try:
-        return model.configure_optimizers()["optimizer"]
-    finally:
-        model._trainer = None
 
 
 def make_optimizer(model: SiamMAE, fused: bool = False) -> torch.optim.Optimizer:
@@ -123,7 +111,7 @@ def measure_core() -> dict[str, float]:
         vit = timm.create_model("vit_small_patch16_224", pretrained=False)
         fns = {
             "peak": matmul_peak_step(),
-            "siammae": siammae_step(model, configured_optimizer(model), frames),
+            "siammae": siammae_step(model, configured_optimizer(model, BATCH), frames),
             "timm": timm_step(vit, frames[:, 0]),
         }
         t = interleaved_medians(fns)
@@ -145,9 +133,9 @@ def measure_compiled() -> dict[str, float]:
     try:
         frames = torch.randn(BATCH, 2, 3, IMG, IMG)
         eager, compiled = siammae_model(), siammae_model(compile_model=True)
-        step_c = siammae_step(compiled, configured_optimizer(compiled), frames)
+        step_c = siammae_step(compiled, configured_optimizer(compiled, BATCH), frames)
         warmup = timed(step_c)  # compilation happens here
-        step_e = siammae_step(eager, configured_optimizer(eager), frames)
+        step_e = siammae_step(eager, configured_optimizer(eager, BATCH), frames)
         t = interleaved_medians({"eager": step_e, "compiled": step_c})
         return {"warmup_s": warmup, **t}
     finally:
