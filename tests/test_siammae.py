@@ -132,7 +132,7 @@ def test_training_decreases_loss_and_logs_images(tmp_path):
     batch = {"frames": torch.stack([f1, f1.roll(8, dims=-1)], dim=1)}  # frame 2 = frame 1 shifted one patch
     # lr = base_lr * 1 / 256 (no datamodule: per-device batch counts as 1) = 2e-3, constant (min_lr_ratio=1)
     m = tiny(mask_ratio=0.5, norm_pix_loss=False, base_lr=0.512, warmup_epochs=0, min_lr_ratio=1.0)
-    m.log_images_every_n_steps = 10
+    m.hparams.log_images_every_n_steps = 10
     losses = Losses()
     trainer = L.Trainer(
         max_steps=20, accelerator="cpu", logger=TensorBoardLogger(tmp_path), callbacks=[losses],
