@@ -38,8 +38,8 @@ class VideoSSLModule(L.LightningModule):
 
     Optimisation (MAE recipe, SiamMAE Table 4a / VideoMAC §4.1): AdamW with decay / no-decay groups,
     lr = base_lr * effective_batch / 256, per-iteration linear warm-up then cosine decay. The arguments below
-    are shared by every system; subclasses take them as ``**kwargs`` (and restate ``base_lr`` and
-    ``warmup_epochs``, whose defaults are per method).
+    are shared by every system; subclasses take them as ``**kwargs`` and restate those whose default differs
+    from MAE's recipe (VideoMAC: ``base_lr``, ``warmup_epochs``).
 
     Args:
         base_lr: lr per 256 samples (actual lr = base_lr * effective_batch / 256).
@@ -59,8 +59,8 @@ class VideoSSLModule(L.LightningModule):
 
     def __init__(
         self,
-        base_lr: float,
-        warmup_epochs: float,
+        base_lr: float = 1.5e-4,
+        warmup_epochs: float = 40.0,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.95),
         min_lr_ratio: float = 0.0,

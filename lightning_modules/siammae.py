@@ -57,13 +57,11 @@ class SiamMAE(VideoSSLModule):
         decoder_depth: decoder blocks (MAE's 8).
         decoder_num_heads: decoder heads (MAE's 16).
         norm_pix_loss: regress per-patch normalised pixels (MAE, paper §3).
-        base_lr: lr per 256 samples (actual lr = base_lr * effective_batch / 256).
-        warmup_epochs: linear warm-up length.
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
         pos_embed_resize: position embeddings at non-training sizes: ``interpolate``, ``dino`` (DINO's
             ``interpolate_pos_encoding``) or ``recompute``; evaluation protocols override it while they run.
-        **kwargs: the optimisation, logging, compile (encoder and decoder blocks), mask-seed and non-finite
-            arguments of ``VideoSSLModule``.
+        **kwargs: the optimisation (MAE's recipe: base_lr 1.5e-4, warm-up 40 epochs), logging, compile
+            (encoder and decoder blocks), mask-seed and non-finite arguments of ``VideoSSLModule``.
     """
 
     def __init__(
@@ -84,13 +82,11 @@ class SiamMAE(VideoSSLModule):
         decoder_depth: int = 8,
         decoder_num_heads: int = 16,
         norm_pix_loss: bool = True,
-        base_lr: float = 1.5e-4,
-        warmup_epochs: float = 40.0,
         feature_layer: int | None = None,
         pos_embed_resize: vit.PosEmbedResize = "interpolate",
         **kwargs,
     ):
-        super().__init__(base_lr=base_lr, warmup_epochs=warmup_epochs, **kwargs)
+        super().__init__(**kwargs)
         check_masking(mask_ratio, mask_pattern, keep_rule, encoder_mode)
         overrides = dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
         self.encoder = vit.build_vit(encoder_name, img_size, **{k: v for k, v in overrides.items() if v})

@@ -105,22 +105,21 @@ class VideoMAC(VideoSSLModule):
             encoder_name, sparse_backend, mask_patch_size, decoder_dim, decoder_depth, decoder_grn,
             drop_path_rate, grn_batch_global, pretrained, encoder_variant, init,
         )  # fmt: skip
-        self.target = make_ema_copy(self.online)
-        self._exclude_target_from_ddp()
-        # Weightless (meta) encoders at a dilated output stride, by stride; a plain dict, so that they stay
-        # out of the state dict and out of ``.to()``.
-        self._dilated_encoders: dict[int, nn.Module] = {}
+        self.target = self._ema_target()
+        self._dilated_encoders: dict[int, nn.Module] = {}  # weightless (meta), by stride: no state dict
         if self.feature_stride != 2 ** (feature_stage + 1):
             self.dilated_encoder()  # e.g. the official ConvNeXt has no dilated variant: say so now
 
-    def _exclude_target_from_ddp(self) -> None:
-        """Make DDP ignore the target's parameters and buffers (no sync, no broadcast).
+    def _ema_target(self) -> MaskedConvAutoencoder:
+        """The EMA copy of the online network, which DDP ignores (no gradient sync, no broadcast).
 
         The target is a registered submodule (checkpointed, moved with the module), but it is excluded from
         the optimiser (``trainable_module``) and from DDP.
         """
-        names = [f"target.{n}" for n, _ in [*self.target.named_parameters(), *self.target.named_buffers()]]
+        target = make_ema_copy(self.online)
+        names = [f"target.{n}" for n, _ in [*target.named_parameters(), *target.named_buffers()]]
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
+        return target
 
     # ----------------------------------------------------------------- model (paper verbs)
     def patchify(self, imgs: Tensor) -> Tensor:
