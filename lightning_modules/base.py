@@ -1,9 +1,8 @@
-"""The contract every corrmae method follows, and the optimisation and fault handling both methods share."""
+"""The contract every corrmae method follows, and the optimisation recipe both methods share."""
 
-import logging
 import math
 import os
-from typing import Literal
+from typing import Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -11,60 +10,106 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from callbacks.data_health import SkippedVideosLogger
+from callbacks.nonfinite import NonFinite, NonFiniteGuard, check_policy
 from lightning_modules.components.optim import param_groups_weight_decay
 from lightning_modules.components.schedules import warmup_cosine
 
-log = logging.getLogger(__name__)
-NonFinite = Literal["skip", "raise"]
+
+@runtime_checkable
+class DenseFeatures(Protocol):
+    """What label propagation needs from a network: dense features and their stride."""
+
+    @property
+    def feature_stride(self) -> int:
+        """Pixels per feature cell of ``extract_features``."""
+        ...
+
+    def extract_features(self, frames: Tensor) -> Tensor:
+        """(B, 3, H, W) ImageNet-normalised, H and W divisible by the stride -> (B, D, H/s, W/s).
+
+        The features are not yet L2-normalised.
+        """
+        ...
 
 
 class VideoSSLModule(L.LightningModule):
-    """Base class: subclasses implement ``extract_features`` and ``feature_stride`` for label propagation.
+    """Base class: subclasses implement ``extract_features`` and ``feature_stride`` (``DenseFeatures``).
 
     Optimisation (MAE recipe, SiamMAE Table 4a / VideoMAC §4.1): AdamW with decay / no-decay groups,
-    lr = base_lr * effective_batch / 256, per-iteration linear warm-up then cosine decay.
-    Subclasses set ``base_lr``, ``weight_decay``, ``betas``, ``warmup_epochs`` and ``min_lr_ratio``, and
-    call ``set_fault_policy`` with their ``nonfinite`` / ``max_nonfinite_skips`` init args.
+    lr = base_lr * effective_batch / 256, per-iteration linear warm-up then cosine decay. The arguments below
+    are shared by every system; subclasses take them as ``**kwargs`` and restate those whose default differs
+    from MAE's recipe (VideoMAC: ``base_lr``, ``warmup_epochs``).
 
-    Non-finite steps: a non-finite loss (or gradient) is detected before the optimiser step and, for
-    ``nonfinite="skip"``, the update is skipped (gradients dropped, buffers such as BatchNorm statistics
-    restored to their pre-step values) and counted in ``train/nonfinite_skips``; one skip more than
-    ``max_nonfinite_skips`` (or any, for ``"raise"``) stops training with an error naming the batch's videos.
-    Under DDP the flag is summed over ranks first, so every rank takes the same decision (no rank steps
-    while another skips, and no rank raises alone and leaves the others hanging in a collective).
+    Args:
+        base_lr: lr per 256 samples (actual lr = base_lr * effective_batch / 256).
+        warmup_epochs: linear warm-up length.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        min_lr_ratio: final lr / peak lr of the cosine.
+        log_images_every_n_steps: TensorBoard image cadence in optimiser steps (0 disables).
+        num_log_samples: samples per logged image grid.
+        compile_model: ``torch.compile`` the networks in place (names in the state dict unchanged).
+        mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
+        nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
+            (``raise``), naming the batch's videos: the ``callbacks.nonfinite.NonFiniteGuard`` this module
+            installs (a guard listed in ``trainer.callbacks`` takes precedence).
+        max_nonfinite_skips: skipped steps allowed over the run before raising anyway.
     """
 
-    base_lr: float
-    weight_decay: float
-    betas: tuple[float, float]
-    warmup_epochs: float
-    min_lr_ratio: float
-    log_images_every_n_steps: int
-    mask_seed: int | None = None
-    nonfinite: NonFinite = "skip"
-    max_nonfinite_skips: int = 10
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        base_lr: float = 1.5e-4,
+        warmup_epochs: float = 40.0,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
+        min_lr_ratio: float = 0.0,
+        log_images_every_n_steps: int = 500,
+        num_log_samples: int = 4,
+        compile_model: bool = False,
+        mask_seed: int | None = None,
+        nonfinite: NonFinite = "skip",
+        max_nonfinite_skips: int = 10,
+    ) -> None:
         super().__init__()
-        # Per-step bookkeeping of the non-finite check (not in the state dict; the count is checkpointed).
-        self._fault: dict = {"skips": 0, "bad_loss": False, "videos": [], "buffers": None}
+        # Records these and the calling subclass's own arguments (its __init__ frame) in one hparams dict.
+        self.save_hyperparameters()
+        check_policy(nonfinite, max_nonfinite_skips)
 
     # ----------------------------------------------------------------- evaluation contract
     def extract_features(self, frames: Tensor) -> Tensor:
-        """Dense features for label propagation.
-
-        Args:
-            frames: (B, 3, H, W) ImageNet-normalised, H and W divisible by ``feature_stride``.
-
-        Returns:
-            (B, D, H/stride, W/stride) features (not yet L2-normalised).
-        """
+        """Dense features for label propagation (see ``DenseFeatures``)."""
         raise NotImplementedError
 
     @property
     def feature_stride(self) -> int:
         """Pixels per feature cell of ``extract_features``."""
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- callbacks every run needs
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The non-finite-step guard and the skipped-video log, unless the trainer already has its own.
+
+        Why here and not only in the CLI: ``nonfinite`` / ``max_nonfinite_skips`` are this module's
+        arguments, so they hold for every Trainer that fits it (scripts and tests included).
+        """
+        defaults = [
+            NonFiniteGuard(self.hparams.nonfinite, self.hparams.max_nonfinite_skips),
+            SkippedVideosLogger(),
+        ]
+        have = self.trainer.callbacks
+        return [cb for cb in defaults if not any(isinstance(c, type(cb)) for c in have)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse to write non-finite weights: a good ``last.ckpt`` must survive.
+
+        Why in the module: Lightning skips callbacks' checkpoint hooks for weights-only checkpoints.
+        """
+        bad = [
+            k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:
+            raise FloatingPointError(f"refusing to save a checkpoint with non-finite values in {bad[:5]}")
 
     # ----------------------------------------------------------------- randomness
     def mask_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
@@ -73,7 +118,8 @@ class VideoSSLModule(L.LightningModule):
         Why: resuming from a checkpoint then redraws exactly the same masks (no global RNG state). The seed
         is ``mask_seed``, else the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
         """
-        seed = self.mask_seed if self.mask_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = self.hparams.mask_seed
+        seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         micro = batch_idx % max(1, self.trainer.accumulate_grad_batches) if self._trainer else batch_idx
         key = ((seed * 1_000_003 + self.global_step) * 1_009 + micro) * 10_007 + self.global_rank
         return torch.Generator(device=device).manual_seed(key % (2**63))
@@ -88,9 +134,18 @@ class VideoSSLModule(L.LightningModule):
         return ("pos_embed", "cls_token", "mask_token")
 
     def effective_batch_size(self) -> int:
-        """Per-device batch x devices x nodes x gradient accumulation."""
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = getattr(dm, "batch_size", None) or 1
+        """Per-device batch x devices x nodes x gradient accumulation.
+
+        The per-device batch is the data module's ``batch_size``; with plain dataloaders (no data module,
+        each item a ready batch) it counts as 1, and the lr line logged by ``configure_optimizers`` says so.
+        """
+        dm = self.trainer.datamodule
+        per_device = 1 if dm is None else getattr(dm, "batch_size", None)
+        if not isinstance(per_device, int) or per_device < 1:
+            raise ValueError(
+                f"{type(dm).__name__} has no positive integer batch_size (got {per_device!r}); the lr "
+                "scaling (base_lr * effective batch / 256) needs the per-device batch size"
+            )
         return per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
     def schedule_steps(self) -> tuple[int, int]:
@@ -98,21 +153,25 @@ class VideoSSLModule(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         steps_per_epoch = max(1, math.ceil(total / epochs))
-        return int(self.warmup_epochs * steps_per_epoch), total
+        return int(self.hparams.warmup_epochs * steps_per_epoch), total
 
     def configure_optimizers(self):
         """AdamW over decay/no-decay groups, LambdaLR(warm-up + cosine) stepped every iteration."""
+        hp = self.hparams
         eff_batch = self.effective_batch_size()
-        lr = self.base_lr * eff_batch / 256
-        rank_zero_info(f"base lr {self.base_lr:.3g} x effective batch {eff_batch} / 256 = actual lr {lr:.3g}")
+        lr = hp.base_lr * eff_batch / 256
+        source = "" if self.trainer.datamodule is not None else " (no data module: per-device batch 1)"
+        rank_zero_info(
+            f"base lr {hp.base_lr:.3g} x effective batch {eff_batch}{source} / 256 = actual lr {lr:.3g}"
+        )
         groups = param_groups_weight_decay(
-            self.trainable_module(), self.weight_decay, self.no_weight_decay_names()
+            self.trainable_module(), hp.weight_decay, self.no_weight_decay_names()
         )
         # fused: one kernel for all parameters, 2.5-6x faster than the for-loop default (make bench)
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(self.betas), fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(hp.betas), fused=True)
         warmup, total = self.schedule_steps()
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, self.min_lr_ratio)
+            optimizer, lambda step: warmup_cosine(step, warmup, total, hp.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -125,80 +184,6 @@ class VideoSSLModule(L.LightningModule):
 
     def images_due(self, batch_idx: int) -> bool:
         """Whether to draw pictures now: every ``log_images_every_n_steps`` steps, first micro-batch only."""
-        n = self.log_images_every_n_steps
+        n = self.hparams.log_images_every_n_steps
         first_micro = batch_idx % self.trainer.accumulate_grad_batches == 0
         return n > 0 and self.global_step % n == 0 and first_micro
-
-    # ----------------------------------------------------------------- data health
-    def on_train_epoch_end(self) -> None:
-        """Log how many unreadable videos the data module skipped so far (bad input is never silent)."""
-        skipped = getattr(getattr(self.trainer, "datamodule", None), "skipped", None)
-        if isinstance(skipped, int):
-            self.log("train/skipped_videos", float(skipped), on_epoch=True, sync_dist=False)
-
-    # ----------------------------------------------------------------- non-finite steps
-    def set_fault_policy(self, nonfinite: NonFinite, max_nonfinite_skips: int) -> None:
-        """Validate and set what a non-finite step does (subclasses call this from ``__init__``)."""
-        if nonfinite not in ("skip", "raise"):
-            raise ValueError(f"nonfinite must be 'skip' or 'raise', got {nonfinite!r}")
-        if max_nonfinite_skips < 0:
-            raise ValueError(f"max_nonfinite_skips must be >= 0, got {max_nonfinite_skips}")
-        self.nonfinite, self.max_nonfinite_skips = nonfinite, max_nonfinite_skips
-
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        """Remember the batch's videos and, at the start of an optimiser step, the module's buffers."""
-        state = self._fault
-        state["videos"].extend(batch.get("video", []) if isinstance(batch, dict) else [])
-        if self.nonfinite == "skip" and state["buffers"] is None:
-            # Why: a NaN frame poisons BatchNorm running statistics in the forward pass already.
-            state["buffers"] = [b.detach().clone() for b in self.buffers()]
-
-    def on_before_backward(self, loss: Tensor) -> None:
-        """Flag a non-finite (micro-batch) loss."""
-        self._fault["bad_loss"] |= not bool(torch.isfinite(loss.detach()).all())
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """Skip (drop gradients, restore buffers) or raise if this step's loss or gradients are not finite."""
-        state = self._fault
-        bad = state["bad_loss"]
-        if getattr(self.trainer.precision_plugin, "scaler", None) is None:  # fp16 scaler handles inf grads
-            grads = [p.grad for p in self.trainable_module().parameters() if p.grad is not None]
-            bad = bad or (bool(grads) and not bool(torch.isfinite(nn.utils.get_total_norm(grads))))
-        flag = torch.tensor(float(bad), device=self.device)
-        any_bad = bool(self.trainer.strategy.reduce(flag, reduce_op="sum") > 0)  # same decision on all ranks
-        if any_bad:
-            self._handle_nonfinite(optimizer, state, bad)
-        self.log("train/nonfinite_skips", float(state["skips"]), on_step=True, on_epoch=False, batch_size=1)
-        state.update(bad_loss=False, videos=[], buffers=None)
-
-    def _handle_nonfinite(self, optimizer, state: dict, local_bad: bool) -> None:
-        """Raise with the videos, or skip this update (and count it)."""
-        where = f"step {self.global_step}, rank {self.global_rank}"
-        videos = state["videos"] if local_bad else "(non-finite values on another rank)"
-        message = f"non-finite loss or gradients at {where}; batch videos: {videos}"
-        if self.nonfinite == "raise" or state["skips"] >= self.max_nonfinite_skips:
-            budget = "" if self.nonfinite == "raise" else f" after {state['skips']} skipped steps"
-            raise FloatingPointError(
-                f"{message}{budget} (model.nonfinite={self.nonfinite!r}, "
-                f"model.max_nonfinite_skips={self.max_nonfinite_skips})"
-            )
-        log.warning("skipping the update: %s", message)
-        optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without gradients untouched
-        if state["buffers"] is not None:
-            with torch.no_grad():
-                for b, saved in zip(self.buffers(), state["buffers"], strict=True):
-                    b.copy_(saved)
-        state["skips"] += 1
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse to write non-finite weights (a good ``last.ckpt`` must survive), keep the skip count."""
-        bad = [
-            k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()
-        ]
-        if bad:
-            raise FloatingPointError(f"refusing to save a checkpoint with non-finite values in {bad[:5]}")
-        checkpoint["nonfinite_skips"] = self._fault["skips"]
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore the skip count, so the budget spans a resumed run."""
-        self._fault["skips"] = int(checkpoint.get("nonfinite_skips", 0))

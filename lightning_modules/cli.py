@@ -1,8 +1,8 @@
 """Command-line entry point: ``corrmae`` / ``lightning`` / ``python -m lightning_modules``.
 
 ``fit|validate|test|predict`` go to LightningCLI (subclass mode: the YAML's ``class_path`` picks SiamMAE or
-VideoMAC and the data module). A few project tools (data index, demo, eval-all, study) are plain
-sub-commands dispatched before LightningCLI sees the arguments.
+VideoMAC, or any other ``VideoSSLModule``, and the data module). A few project tools (data index, demo,
+eval-all, study) are plain sub-commands dispatched before LightningCLI sees the arguments.
 
 ``--trust-checkpoint`` (anywhere on a ``fit|validate|test|predict`` command line) lets ``--ckpt_path`` load a
 checkpoint that needs Python globals beyond the weights-only allow-list (``lightning_modules.safe_load``);
@@ -23,6 +23,7 @@ import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
 from callbacks.rank_loss import RankLossWatchdog
+from lightning_modules.base import VideoSSLModule
 from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
@@ -77,6 +78,11 @@ def check_output_dirs(trainer: L.Trainer) -> None:
 
 class CorrMAECLI(LightningCLI):
     """LightningCLI that records the code version with the hyper-parameters; atomic checkpoint writes.
+
+    Every fit also gets a rank-loss watchdog (added here) and, from the system itself
+    (``VideoSSLModule.configure_callbacks``), the non-finite-step guard set by ``model.nonfinite`` /
+    ``model.max_nonfinite_skips`` and the skipped-video log; one listed in ``trainer.callbacks`` replaces
+    the default.
 
     Args:
         trust_checkpoint: ``--trust-checkpoint``: ``--ckpt_path`` may need globals beyond the allow-list.
@@ -136,7 +142,7 @@ def run_cli(args: ArgsType = None, trust_checkpoint: bool = False) -> CorrMAECLI
     """Build and run LightningCLI; returns it so callers (the demo, tests) can reach trainer and model."""
     return CorrMAECLI(
         trust_checkpoint=trust_checkpoint,
-        model_class=L.LightningModule,
+        model_class=VideoSSLModule,
         datamodule_class=L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -208,9 +208,20 @@ def _checkpoint_class(
 
 
 def _init_kwargs(cls: type, hparams: dict) -> dict:
-    """The hyper-parameters that ``cls.__init__`` accepts (drops LightningCLI's ``_class_path`` etc.)."""
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in hparams.items() if k in params}
+    """The hyper-parameters that ``cls.__init__`` accepts (drops LightningCLI's ``_class_path`` etc.).
+
+    An ``__init__`` taking ``**kwargs`` passes them on to its base class, so the bases' named parameters
+    count too (the systems declare the shared optimisation arguments once, in ``VideoSSLModule``).
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return {k: v for k, v in hparams.items() if k in names}
 
 
 def load_corrmae_checkpoint(

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lightning_modules.base import NonFinite, VideoSSLModule
+from lightning_modules.base import VideoSSLModule
 from lightning_modules.components import masking, patches, vit
 from lightning_modules.components.decoders import DecoderMode, SiamDecoder
 from lightning_modules.components.losses import masked_mse
@@ -19,6 +19,20 @@ from lightning_modules.components.masking import KeepRule, MaskPattern
 from lightning_modules.components.visualize import attention_grid, reconstruction_grid
 
 EncoderMode = Literal["siamese", "joint"]
+
+
+def check_masking(
+    mask_ratio: float, mask_pattern: MaskPattern, keep_rule: KeepRule, encoder_mode: str
+) -> None:
+    """Raise a ``ValueError`` for a masking setup SiamMAE cannot run, before any weights are built."""
+    if mask_pattern == "grid" and mask_ratio not in (0.5, 0.75):
+        raise ValueError(f"mask_pattern='grid' supports mask_ratio 0.5 or 0.75, got {mask_ratio}")
+    if encoder_mode not in ("siamese", "joint"):
+        raise ValueError(f"unknown encoder_mode {encoder_mode!r}")
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    if keep_rule not in ("floor", "round"):
+        raise ValueError(f"keep rule must be 'floor' or 'round', got {keep_rule!r}")
 
 
 class SiamMAE(VideoSSLModule):
@@ -43,21 +57,11 @@ class SiamMAE(VideoSSLModule):
         decoder_depth: decoder blocks (MAE's 8).
         decoder_num_heads: decoder heads (MAE's 16).
         norm_pix_loss: regress per-patch normalised pixels (MAE, paper §3).
-        base_lr: lr per 256 samples (actual lr = base_lr * effective_batch / 256).
-        weight_decay: AdamW weight decay.
-        betas: AdamW betas.
-        warmup_epochs: linear warm-up length.
-        min_lr_ratio: final lr / peak lr of the cosine.
-        log_images_every_n_steps: TensorBoard image cadence (0 disables).
-        num_log_samples: samples per logged image grid.
-        compile_model: ``torch.compile`` the encoder and decoder blocks (names in the state dict unchanged).
         feature_layer: number of encoder blocks used by ``extract_features`` (None = all, then final norm).
         pos_embed_resize: position embeddings at non-training sizes: ``interpolate``, ``dino`` (DINO's
             ``interpolate_pos_encoding``) or ``recompute``; evaluation protocols override it while they run.
-        mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``).
-        nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
-            (``raise``), naming the batch's videos (see ``VideoSSLModule``).
-        max_nonfinite_skips: skipped steps allowed over the run before raising anyway.
+        **kwargs: the optimisation (MAE's recipe: base_lr 1.5e-4, warm-up 40 epochs), logging, compile
+            (encoder and decoder blocks), mask-seed and non-finite arguments of ``VideoSSLModule``.
     """
 
     def __init__(
@@ -78,49 +82,21 @@ class SiamMAE(VideoSSLModule):
         decoder_depth: int = 8,
         decoder_num_heads: int = 16,
         norm_pix_loss: bool = True,
-        base_lr: float = 1.5e-4,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_epochs: float = 40.0,
-        min_lr_ratio: float = 0.0,
-        log_images_every_n_steps: int = 500,
-        num_log_samples: int = 4,
-        compile_model: bool = False,
         feature_layer: int | None = None,
         pos_embed_resize: vit.PosEmbedResize = "interpolate",
-        mask_seed: int | None = None,
-        nonfinite: NonFinite = "skip",
-        max_nonfinite_skips: int = 10,
+        **kwargs,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        if mask_pattern == "grid" and mask_ratio not in (0.5, 0.75):
-            raise ValueError(f"mask_pattern='grid' supports mask_ratio 0.5 or 0.75, got {mask_ratio}")
-        if encoder_mode not in ("siamese", "joint"):
-            raise ValueError(f"unknown encoder_mode {encoder_mode!r}")
-        masking.num_visible(1, mask_ratio, keep_rule)  # validates the ratio and the rule
+        super().__init__(**kwargs)
+        check_masking(mask_ratio, mask_pattern, keep_rule, encoder_mode)
         overrides = dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
         self.encoder = vit.build_vit(encoder_name, img_size, **{k: v for k, v in overrides.items() if v})
-        self.patch_size = vit.patch_size_of(self.encoder)
-        self.decoder = SiamDecoder(
-            self.encoder.embed_dim,
-            self.patch_size,
-            tuple(self.encoder.patch_embed.grid_size),
-            decoder_mode,
-            decoder_dim,
-            decoder_depth,
-            decoder_num_heads,
-        )
-        self.mask_ratio, self.mask_pattern, self.keep_rule = mask_ratio, mask_pattern, keep_rule
-        self.symmetric_masking = symmetric_masking
-        self.encoder_mode, self.norm_pix_loss = encoder_mode, norm_pix_loss
-        self.base_lr, self.weight_decay, self.betas = base_lr, weight_decay, tuple(betas)
-        self.warmup_epochs, self.min_lr_ratio = warmup_epochs, min_lr_ratio
-        self.log_images_every_n_steps, self.num_log_samples = log_images_every_n_steps, num_log_samples
-        self.compile_model, self.feature_layer = compile_model, feature_layer
-        self.pos_embed_resize = pos_embed_resize
-        self.mask_seed = mask_seed
-        self.set_fault_policy(nonfinite, max_nonfinite_skips)
+        self.patch_size = vit.patch_size_of(self.encoder)  # the built ViT's patch (the override, if given)
+        grid = tuple(self.encoder.patch_embed.grid_size)
+        dims = (self.encoder.embed_dim, self.patch_size, grid)
+        self.decoder = SiamDecoder(*dims, decoder_mode, decoder_dim, decoder_depth, decoder_num_heads)
+        # Plain attributes, not read from hparams: the evaluation protocols and the layer study change them
+        # on a trained model while they run.
+        self.feature_layer, self.pos_embed_resize = feature_layer, pos_embed_resize
         self._vis_frames: Tensor | None = None  # fixed sample for the attention maps, set on first log
         self._epoch_start = 0.0
 
@@ -131,7 +107,8 @@ class SiamMAE(VideoSSLModule):
 
     def random_masking(self, x: Tensor, mask_ratio: float, grid: tuple[int, int], generator=None):
         """Drop tokens (MAE): x_visible (B, L_keep, D), mask (B, L) 1 = removed, ids_restore (B, L)."""
-        return masking.random_masking(x, mask_ratio, grid, self.mask_pattern, generator, self.keep_rule)
+        hp = self.hparams
+        return masking.random_masking(x, mask_ratio, grid, hp.mask_pattern, generator, hp.keep_rule)
 
     def forward_encoder(self, f1: Tensor, f2: Tensor, generator: torch.Generator | None = None):
         """Encode the two frames (§3 "Masking", "Encoder").
@@ -145,13 +122,13 @@ class SiamMAE(VideoSSLModule):
             latent1 (B, 1+L1_keep, D), latent2 (B, 1+L2_keep, D), ids_restore1 (B, L), ids_restore2 (B, L),
             mask2 (B, L) 1 = removed, grid (h, w).
         """
-        enc = self.encoder
+        enc, hp = self.encoder, self.hparams
         x1, grid = vit.embed_tokens(enc, f1, self.pos_embed_resize)  # (B, L, D)
         x2, _ = vit.embed_tokens(enc, f2, self.pos_embed_resize)
-        ratio1 = self.mask_ratio if self.symmetric_masking else 0.0  # asymmetric: frame 1 is seen whole
+        ratio1 = hp.mask_ratio if hp.symmetric_masking else 0.0  # asymmetric: frame 1 is seen whole
         x1, _, ids1 = self.random_masking(x1, ratio1, grid, generator)
-        x2, mask2, ids2 = self.random_masking(x2, self.mask_ratio, grid, generator)
-        if self.encoder_mode == "siamese":
+        x2, mask2, ids2 = self.random_masking(x2, hp.mask_ratio, grid, generator)
+        if hp.encoder_mode == "siamese":
             latent1 = vit.encode_tokens(enc, vit.prepend_cls(enc, x1))  # (B, 1+L1_keep, D)
             latent2 = vit.encode_tokens(enc, vit.prepend_cls(enc, x2))  # (B, 1+L2_keep, D)
         else:  # joint: one pass over both frames' visible tokens; no temporal embedding (paper §3)
@@ -169,7 +146,7 @@ class SiamMAE(VideoSSLModule):
 
     def forward_loss(self, f2: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
         """L2 on (normalised) pixels of the masked frame-2 patches only (§3, MAE ``forward_loss``)."""
-        return masked_mse(pred.float(), self.patchify(f2).float(), mask, self.norm_pix_loss)
+        return masked_mse(pred.float(), self.patchify(f2).float(), mask, self.hparams.norm_pix_loss)
 
     def forward(self, frames: Tensor, generator: torch.Generator | None = None):
         """Loss on a frame pair: frames (B, 2, 3, H, W) -> (loss, pred (B, L, p*p*3), mask (B, L))."""
@@ -207,7 +184,7 @@ class SiamMAE(VideoSSLModule):
     # ----------------------------------------------------------------- training
     def configure_model(self) -> None:
         """Optionally compile the blocks in place (module names, hence checkpoints, stay unchanged)."""
-        if self.compile_model:
+        if self.hparams.compile_model:
             for blk in [*self.encoder.blocks, *self.decoder.blocks]:
                 blk.compile()
 
@@ -228,7 +205,6 @@ class SiamMAE(VideoSSLModule):
 
     def on_train_epoch_end(self) -> None:
         """Log wall-clock seconds per epoch."""
-        super().on_train_epoch_end()
         self.log("train/epoch_time_s", time.monotonic() - self._epoch_start, sync_dist=False)
 
     # ----------------------------------------------------------------- TensorBoard images
@@ -238,15 +214,15 @@ class SiamMAE(VideoSSLModule):
         writer = self.tensorboard()
         if writer is None:
             return
-        k = self.num_log_samples
+        k, norm_pix = self.hparams.num_log_samples, self.hparams.norm_pix_loss
         grid = reconstruction_grid(
-            frames[:k, 0], frames[:k, 1], pred[:k], mask[:k], self.patch_size, self.norm_pix_loss
+            frames[:k, 0], frames[:k, 1], pred[:k], mask[:k], self.patch_size, norm_pix
         )
         writer.add_image("train/reconstruction", grid.cpu(), self.global_step)
         if self._vis_frames is None:
             self._vis_frames = frames[:k, 1].detach().clone()
             legend = "columns: frame 1 | masked frame 2 | reconstruction (visible patches pasted back"
-            if self.norm_pix_loss:
+            if norm_pix:
                 legend += "; prediction de-normalised with each target patch's own mean/std"
             writer.add_text("train/reconstruction_legend", legend + ") | frame 2", self.global_step)
         attn = vit.cls_attention_maps(self.encoder, self._vis_frames.to(frames.device), self.pos_embed_resize)

@@ -13,15 +13,26 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from lightning_modules.base import NonFinite, VideoSSLModule
+from lightning_modules.base import VideoSSLModule
 from lightning_modules.components.ema import make_ema_copy, update_ema
 from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder
 from lightning_modules.components.losses import masked_consistency, masked_mse
-from lightning_modules.components.mac import MaskedConvAutoencoder, mac_reconstruction_grid
+from lightning_modules.components.mac import MaskedConvAutoencoder
 from lightning_modules.components.masking import random_patch_mask
 from lightning_modules.components.patches import patchify
 from lightning_modules.components.schedules import momentum_at
 from lightning_modules.components.sparse_backends import SparseBackend
+from lightning_modules.components.visualize import mac_reconstruction_grid
+
+
+def check_feature_args(mask_ratio: float, feature_stage: int, feature_stride: int) -> None:
+    """Raise a ``ValueError`` for a mask ratio or feature choice VideoMAC cannot run."""
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    if feature_stage not in (1, 2, 3, 4):
+        raise ValueError(f"feature_stage must be 1..4, got {feature_stage}")
+    if feature_stride not in (8, 16, 32):
+        raise ValueError(f"feature_stride must be 8, 16 or 32, got {feature_stride}")
 
 
 class VideoMAC(VideoSSLModule):
@@ -52,16 +63,11 @@ class VideoMAC(VideoSSLModule):
         feature_source: ``online`` (the official export) or ``target`` encoder for ``extract_features``.
         feature_stage: encoder stage for features (4 = last, stride 32: the paper's 7x7 at 224).
         feature_stride: 32, 16 or 8; below the stage's own stride, timm's dilated ``output_stride``.
-        base_lr: lr per 256 samples (1e-3 -> 2e-3 at batch 512). weight_decay, betas, warmup_epochs,
-            min_lr_ratio: AdamW + warm-up/cosine (VideoMAC §4.1).
+        base_lr: lr per 256 samples (1e-3 -> 2e-3 at batch 512). warmup_epochs: linear warm-up length
+            (AdamW + warm-up/cosine, VideoMAC §4.1).
         channels_last: NHWC memory format (faster convs on GPU).
-        compile_model: ``torch.compile`` the online network's forward.
-        log_images_every_n_steps: reconstruction grids (Fig. 8 style) every N optimiser steps; 0 = never.
-        num_log_samples: rows in the reconstruction grid.
-        mask_seed: mask RNG seed; None = the run's ``seed_everything`` seed.
-        nonfinite: a step with a non-finite loss or gradient is skipped (``skip``) or stops training
-            (``raise``), naming the batch's videos (see ``VideoSSLModule``).
-        max_nonfinite_skips: skipped steps allowed over the run before raising anyway.
+        **kwargs: the optimisation, logging, compile (the online encoder and decoder), mask-seed and
+            non-finite arguments of ``VideoSSLModule``.
     """
 
     def __init__(
@@ -89,79 +95,55 @@ class VideoMAC(VideoSSLModule):
         feature_stage: int = 4,
         feature_stride: Literal[8, 16, 32] = 32,
         base_lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        betas: tuple[float, float] = (0.9, 0.95),
         warmup_epochs: float = 10,
-        min_lr_ratio: float = 0.0,
         channels_last: bool = False,
-        compile_model: bool = False,
-        log_images_every_n_steps: int = 500,
-        num_log_samples: int = 4,
-        mask_seed: int | None = None,
-        nonfinite: NonFinite = "skip",
-        max_nonfinite_skips: int = 10,
+        **kwargs,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
-        if feature_stage not in (1, 2, 3, 4):
-            raise ValueError(f"feature_stage must be 1..4, got {feature_stage}")
-        if feature_stride not in (8, 16, 32):
-            raise ValueError(f"feature_stride must be 8, 16 or 32, got {feature_stride}")
-        self.encoder_name, self.encoder_variant, self.sparse_backend = (
-            encoder_name,
-            encoder_variant,
-            sparse_backend,
-        )
-        self.mask_ratio, self.patch_size, self.symmetric_masking = (
-            mask_ratio,
-            mask_patch_size,
-            symmetric_masking,
-        )
-        self.norm_pix_loss = norm_pix_loss
-        self.consistency_weight, self.target_loss_weight = consistency_weight, target_loss_weight
-        self.ema_momentum, self.ema_final_momentum, self.ema_schedule = (
-            ema_momentum,
-            ema_final_momentum,
-            ema_schedule,
-        )
-        self.feature_source, self.feature_stage, self.output_stride = (
-            feature_source,
-            feature_stage,
-            feature_stride,
-        )
-        self.base_lr, self.weight_decay, self.betas = base_lr, weight_decay, tuple(betas)
-        self.warmup_epochs, self.min_lr_ratio = warmup_epochs, min_lr_ratio
-        self.channels_last, self.compile_model = channels_last, compile_model
-        self.log_images_every_n_steps, self.num_log_samples = log_images_every_n_steps, num_log_samples
-        self.mask_seed = mask_seed
-        self.set_fault_policy(nonfinite, max_nonfinite_skips)
-
+        super().__init__(base_lr=base_lr, warmup_epochs=warmup_epochs, **kwargs)
+        check_feature_args(mask_ratio, feature_stage, feature_stride)
         self.online = MaskedConvAutoencoder(
             encoder_name, sparse_backend, mask_patch_size, decoder_dim, decoder_depth, decoder_grn,
             drop_path_rate, grn_batch_global, pretrained, encoder_variant, init,
         )  # fmt: skip
-        # The target is a registered submodule (checkpointed, moved with the module) but it is excluded from
-        # the optimiser (trainable_module) and DDP ignores its parameters and buffers (no sync/broadcast).
-        self.target = make_ema_copy(self.online)
-        names = [f"target.{n}" for n, _ in [*self.target.named_parameters(), *self.target.named_buffers()]]
-        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
-        self._aux: dict = {}  # unregistered helpers: compiled forward, dilated feature skeletons
+        self.target = self._ema_target()
+        self._dilated_encoders: dict[int, nn.Module] = {}  # weightless (meta), by stride: no state dict
         if self.feature_stride != 2 ** (feature_stage + 1):
-            self.dilated_skeleton()  # e.g. the official ConvNeXt has no dilated variant: say so now
+            self.dilated_encoder()  # e.g. the official ConvNeXt has no dilated variant: say so now
+
+    def _ema_target(self) -> MaskedConvAutoencoder:
+        """The EMA copy of the online network, which DDP ignores (no gradient sync, no broadcast).
+
+        The target is a registered submodule (checkpointed, moved with the module), but it is excluded from
+        the optimiser (``trainable_module``) and from DDP.
+        """
+        target = make_ema_copy(self.online)
+        names = [f"target.{n}" for n, _ in [*target.named_parameters(), *target.named_buffers()]]
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
+        return target
 
     # ----------------------------------------------------------------- model (paper verbs)
     def patchify(self, imgs: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, L, p*p*3)."""
-        return patchify(imgs, self.patch_size)
+        """(B, 3, H, W) -> (B, L, p*p*3) with p = ``mask_patch_size``."""
+        return patchify(imgs, self.hparams.mask_patch_size)
 
     def random_masking(self, batch: int, grid: tuple[int, int], generator: torch.Generator | None, device):
         """Patch masks (B, 1, h, w) for frame t and frame t+1 (1 = masked); identical when symmetric."""
-        mask_o = random_patch_mask(batch, grid, self.mask_ratio, device, generator)
-        if self.symmetric_masking:
+        ratio = self.hparams.mask_ratio
+        mask_o = random_patch_mask(batch, grid, ratio, device, generator)
+        if self.hparams.symmetric_masking:
             return mask_o, mask_o
-        return mask_o, random_patch_mask(batch, grid, self.mask_ratio, device, generator)
+        return mask_o, random_patch_mask(batch, grid, ratio, device, generator)
+
+    def forward_encoder(self, branch: MaskedConvAutoencoder, imgs: Tensor, mask: Tensor | None) -> Tensor:
+        """Sparse ConvNet encoder of ``branch`` (online or target) on the visible patches (§3.2).
+
+        (B, 3, H, W) and mask (B, 1, h, w), 1 = masked -> (B, C, h, w) features, zero at masked cells.
+        """
+        return branch.encoder(imgs, mask)
+
+    def forward_decoder(self, branch: MaskedConvAutoencoder, latent: Tensor, mask: Tensor | None) -> Tensor:
+        """Mask tokens at the masked cells, then ``branch``'s ConvNeXt decoder: -> (B, L, p*p*3) patches."""
+        return branch.decoder(latent, mask)
 
     def forward_loss(self, f_t: Tensor, f_t1: Tensor, pred_o: Tensor, pred_t: Tensor, mask_o, mask_t) -> dict:
         """L_o, L_t, L_c (VideoMAC Eqs. 1-3) on masked patches; masks are (B, L) with 1 = masked.
@@ -169,53 +151,59 @@ class VideoMAC(VideoSSLModule):
         L_c compares the two predictions position by position on the online network's masked patches (with
         symmetric masking the paper's sum over M1 x M2 is exactly this), the target prediction detached.
         """
-        loss_o = masked_mse(pred_o, self.patchify(f_t), mask_o, self.norm_pix_loss)
-        loss_t = masked_mse(pred_t, self.patchify(f_t1), mask_t, self.norm_pix_loss).detach()
+        hp = self.hparams
+        loss_o = masked_mse(pred_o, self.patchify(f_t), mask_o, hp.norm_pix_loss)
+        loss_t = masked_mse(pred_t, self.patchify(f_t1), mask_t, hp.norm_pix_loss).detach()
         loss_c = masked_consistency(pred_o, pred_t, mask_o)
-        total = loss_o + self.target_loss_weight * loss_t + self.consistency_weight * loss_c
+        total = loss_o + hp.target_loss_weight * loss_t + hp.consistency_weight * loss_c
         return {"loss": total, "loss_online": loss_o, "loss_target": loss_t, "loss_consistency": loss_c}
 
     def forward(self, frames: Tensor, generator: torch.Generator | None = None):
         """Frames (B, 2, 3, H, W) -> (losses dict, pred_o, pred_t, mask_o, mask_t) with masks (B, L)."""
         f_t, f_t1 = frames[:, 0], frames[:, 1]
-        if self.channels_last:
+        if self.hparams.channels_last:
             f_t, f_t1 = (f.contiguous(memory_format=torch.channels_last) for f in (f_t, f_t1))
-        grid = (f_t.shape[-2] // self.patch_size, f_t.shape[-1] // self.patch_size)
-        mask_o, mask_t = self.random_masking(f_t.shape[0], grid, generator, f_t.device)
-        pred_o = self._aux.get("online_compiled", self.online)(f_t, mask_o)
-        with torch.no_grad():
-            pred_t = self.target(f_t1, mask_t)
-        mask_o, mask_t = mask_o.flatten(1), mask_t.flatten(1)  # (B, L)
+        p = self.hparams.mask_patch_size
+        grid = (f_t.shape[-2] // p, f_t.shape[-1] // p)
+        mask_o, mask_t = self.random_masking(f_t.shape[0], grid, generator, f_t.device)  # (B, 1, h, w) each
+        online, target = self.online, self.target
+        pred_o = self.forward_decoder(online, self.forward_encoder(online, f_t, mask_o), mask_o)
+        with torch.no_grad():  # the target is an EMA of the online network: no gradients
+            pred_t = self.forward_decoder(target, self.forward_encoder(target, f_t1, mask_t), mask_t)
+        mask_o, mask_t = mask_o.flatten(1), mask_t.flatten(1)  # (B, 1, h, w) -> (B, L)
         return self.forward_loss(f_t, f_t1, pred_o, pred_t, mask_o, mask_t), pred_o, pred_t, mask_o, mask_t
 
     # ----------------------------------------------------------------- evaluation contract
     @property
     def feature_stride(self) -> int:
-        """Stride of ``extract_features``: the stage's own stride 2**(s+1), capped by ``output_stride``."""
-        return min(2 ** (self.feature_stage + 1), self.output_stride)
+        """Stride of ``extract_features``: the stage's own 2**(s+1), capped by ``hparams.feature_stride``.
+
+        Below the stage's own stride, the ``feature_stride`` argument dilates the last stages.
+        """
+        return min(2 ** (self.hparams.feature_stage + 1), self.hparams.feature_stride)
 
     def extract_features(self, frames: Tensor) -> Tensor:
         """Dense (unmasked) features of the chosen encoder and stage: (B, 3, H, W) -> (B, C, H/s, W/s)."""
-        encoder = (self.online if self.feature_source == "online" else self.target).encoder
-        if self.channels_last:
+        hp = self.hparams
+        encoder = (self.online if hp.feature_source == "online" else self.target).encoder
+        if hp.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
-        if self.feature_stride == 2 ** (self.feature_stage + 1):
-            return encoder(frames, None, self.feature_stage)
+        if self.feature_stride == 2 ** (hp.feature_stage + 1):
+            return encoder(frames, None, hp.feature_stage)
         # Dilated variant (timm's output_stride rule, also for the official ResNet): same weights, so run a
-        # weightless skeleton on this encoder's tensors; nothing is copied and it can never go stale.
+        # weightless encoder on this encoder's tensors; nothing is copied and it can never go stale.
         tensors = {**dict(encoder.named_parameters()), **dict(encoder.named_buffers())}
-        skeleton = self.dilated_skeleton().train(encoder.training)
-        return functional_call(skeleton, tensors, (frames,), {"stage": self.feature_stage})
+        dilated = self.dilated_encoder().train(encoder.training)
+        return functional_call(dilated, tensors, (frames,), {"stage": hp.feature_stage})
 
-    def dilated_skeleton(self) -> nn.Module:
-        """Weightless (meta) encoder at ``feature_stride``, built once (raises early if unsupported)."""
-        key = f"dilated_{self.output_stride}"
-        if key not in self._aux:
+    def dilated_encoder(self) -> nn.Module:
+        """Weightless (meta) encoder at ``hparams.feature_stride``, built once (raises if unsupported)."""
+        hp = self.hparams
+        if hp.feature_stride not in self._dilated_encoders:
             with torch.device("meta"):
-                self._aux[key] = build_encoder(
-                    self.encoder_name, self.encoder_variant, output_stride=self.output_stride
-                )
-        return self._aux[key]
+                encoder = build_encoder(hp.encoder_name, hp.encoder_variant, output_stride=hp.feature_stride)
+            self._dilated_encoders[hp.feature_stride] = encoder
+        return self._dilated_encoders[hp.feature_stride]
 
     # ----------------------------------------------------------------- training
     def trainable_module(self) -> nn.Module:
@@ -223,11 +211,12 @@ class VideoMAC(VideoSSLModule):
         return self.online
 
     def configure_model(self) -> None:
-        """Memory format and optional compilation (state-dict names are unchanged)."""
-        if self.channels_last:
+        """Memory format and optional in-place compilation (state-dict names are unchanged)."""
+        if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
-        if self.compile_model and "online_compiled" not in self._aux:
-            self._aux["online_compiled"] = torch.compile(self.online)
+        if self.hparams.compile_model:
+            self.online.encoder.compile()
+            self.online.decoder.compile()
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         """One VideoMAC step on ``batch['frames']`` (B, 2, 3, H, W)."""
@@ -245,7 +234,8 @@ class VideoMAC(VideoSSLModule):
     def ema_momentum_at(self, step: int) -> float:
         """EMA momentum after optimiser step ``step`` (pure function of the step)."""
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return momentum_at(step, total, self.ema_momentum, self.ema_final_momentum, self.ema_schedule)
+        hp = self.hparams
+        return momentum_at(step, total, hp.ema_momentum, hp.ema_final_momentum, hp.ema_schedule)
 
     def on_train_start(self) -> None:
         """Under DDP, start every rank's target from rank 0's (tests/test_ddp_training.py checks it).
@@ -279,8 +269,8 @@ class VideoMAC(VideoSSLModule):
         writer = self.tensorboard()
         if writer is None:
             return
-        k = self.num_log_samples
+        k, hp = self.hparams.num_log_samples, self.hparams
         grid = mac_reconstruction_grid(
-            frames[:k], pred_o[:k], pred_t[:k], mask_o[:k], mask_t[:k], self.patch_size, self.norm_pix_loss
+            frames[:k], pred_o[:k], pred_t[:k], mask_o[:k], mask_t[:k], hp.mask_patch_size, hp.norm_pix_loss
         )
         writer.add_image("train/reconstruction", grid.cpu(), self.global_step)

@@ -1,5 +1,6 @@
 """Non-finite steps: skipped with weights and buffers untouched (counted, logged with the videos) or raised;
-never written to a checkpoint."""
+never written to a checkpoint. The guard is ``callbacks.nonfinite.NonFiniteGuard``, which every system
+installs from its ``nonfinite`` / ``max_nonfinite_skips`` arguments unless the trainer lists one."""
 
 import logging
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from callbacks import NonFiniteGuard
 from lightning_modules import SiamMAE, VideoMAC
 from tests.test_siammae import TINY
 
@@ -45,12 +47,13 @@ class Snapshots(L.Callback):
         self.after.append(self.state(pl_module))
 
 
-def fit(model, data, **kw):
+def fit(model, data, callbacks=(), ckpt_path=None, **kw):
     snaps = Snapshots()
     kw.setdefault("enable_model_summary", False)
+    kw.setdefault("max_epochs", 1)
     quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[snaps], **quiet, **kw)
-    trainer.fit(model, DataLoader(data, batch_size=None))
+    trainer = L.Trainer(accelerator="cpu", callbacks=[snaps, *callbacks], **quiet, **kw)
+    trainer.fit(model, DataLoader(data, batch_size=None), ckpt_path=ckpt_path)
     return trainer, snaps
 
 
@@ -64,7 +67,7 @@ def changed(a: dict, b: dict, keys) -> bool:
 
 def test_skip_keeps_weights_unchanged_and_counts(caplog):
     model = siammae()
-    with caplog.at_level(logging.WARNING, logger="lightning_modules.base"):
+    with caplog.at_level(logging.WARNING, logger="callbacks.nonfinite"):
         trainer, snaps = fit(model, batches(4, 32))
     params = [k for k, p in model.named_parameters() if p.requires_grad]
     assert not changed(snaps.before[BAD], snaps.after[BAD], params)  # the NaN step did not update
@@ -124,3 +127,46 @@ def test_checkpoint_with_nonfinite_weights_is_refused(tmp_path):
     with pytest.raises(FloatingPointError, match="encoder.patch_embed.proj.bias"):
         trainer.save_checkpoint(path)
     assert path.read_bytes() == good
+
+
+def test_invalid_policy_is_refused_when_the_model_is_built():
+    with pytest.raises(ValueError, match="nonfinite must be 'skip' or 'raise'"):
+        siammae(nonfinite="ignore")
+    with pytest.raises(ValueError, match="max_nonfinite_skips must be >= 0"):
+        siammae(max_nonfinite_skips=-1)
+
+
+def test_a_guard_in_the_trainer_callbacks_replaces_the_models_default():
+    trainer, _ = fit(siammae(), batches(1, 32, bad=()), callbacks=[NonFiniteGuard("raise")])
+    assert [type(cb) for cb in trainer.callbacks].count(NonFiniteGuard) == 1
+    with pytest.raises(FloatingPointError, match=r"bad_1\.mp4.*nonfinite='raise'"):
+        fit(siammae(), batches(3, 32), callbacks=[NonFiniteGuard("raise")])  # the model says "skip"
+
+
+def skip_budget_checkpoint(tmp_path, legacy: bool):
+    """A checkpoint after one skipped step (max 1 allowed): the count in the guard's state or, as
+    checkpoints written before the guard was a callback have it, at the checkpoint's top level."""
+    trainer, _ = fit(siammae(max_nonfinite_skips=1), batches(2, 32, bad=(0,)))  # one epoch
+    assert trainer.callback_metrics["train/nonfinite_skips"] == 1
+    path = tmp_path / "skipped_once.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["callbacks"]["NonFiniteGuard"] == {"skips": 1}
+    if legacy:
+        del ckpt["callbacks"]["NonFiniteGuard"]
+        ckpt["nonfinite_skips"] = 1
+        torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_skip_budget_spans_a_resume(tmp_path, legacy):
+    path = skip_budget_checkpoint(tmp_path, legacy)
+    with pytest.raises(FloatingPointError, match=r"bad_2\.mp4.*after 1 skipped steps"):
+        fit(siammae(max_nonfinite_skips=1), batches(4, 32, bad=(2,)), ckpt_path=path, max_epochs=2)
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["callbacks"].pop("NonFiniteGuard", None)
+    ckpt.pop("nonfinite_skips", None)
+    torch.save(ckpt, path)  # control: without the stored count, the same step is skipped
+    trainer, _ = fit(siammae(max_nonfinite_skips=1), batches(4, 32, bad=(2,)), ckpt_path=path, max_epochs=2)
+    assert trainer.callback_metrics["train/nonfinite_skips"] == 1

@@ -132,7 +132,7 @@ def test_training_decreases_loss_and_logs_images(tmp_path):
     batch = {"frames": torch.stack([f1, f1.roll(8, dims=-1)], dim=1)}  # frame 2 = frame 1 shifted one patch
     # lr = base_lr * 1 / 256 (no datamodule: per-device batch counts as 1) = 2e-3, constant (min_lr_ratio=1)
     m = tiny(mask_ratio=0.5, norm_pix_loss=False, base_lr=0.512, warmup_epochs=0, min_lr_ratio=1.0)
-    m.log_images_every_n_steps = 10
+    m.hparams.log_images_every_n_steps = 10
     losses = Losses()
     trainer = L.Trainer(
         max_steps=20, accelerator="cpu", logger=TensorBoardLogger(tmp_path), callbacks=[losses],
@@ -156,3 +156,27 @@ def test_fast_dev_run_through_cli(tmp_path, repo_root):
         "--data.root", str(tmp_path / "videos"), "--trainer.fast_dev_run=2", "--trainer.accelerator=cpu",
         "--trainer.default_root_dir", str(tmp_path / "run"),
     ])  # fmt: skip
+
+
+def test_shared_arguments_are_hparams_and_survive_the_checkpoint_loader(tmp_path):
+    from lightning_modules.feature_extractors import load_corrmae_checkpoint
+
+    m = tiny(weight_decay=0.1, mask_seed=7, base_lr=1e-3, feature_layer=1, nonfinite="raise")
+    assert (m.hparams.weight_decay, m.hparams.mask_seed, m.hparams.warmup_epochs) == (0.1, 7, 40.0)
+    assert m.hparams.max_nonfinite_skips == 10 and m.hparams.embed_dim == 32
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, tmp_path / "m.ckpt")
+    loaded = load_corrmae_checkpoint(tmp_path / "m.ckpt", class_path="lightning_modules.SiamMAE")
+    assert dict(loaded.hparams) == dict(m.hparams) and loaded.feature_layer == 1
+
+
+class NoBatchSize(L.LightningDataModule):
+    def train_dataloader(self):
+        f = torch.randn(2, 2, 3, 32, 32)
+        return DataLoader([{"frames": f}] * 2, batch_size=None)
+
+
+def test_lr_scaling_needs_the_data_modules_batch_size():
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ValueError, match="NoBatchSize has no positive integer batch_size"):
+        trainer.fit(tiny(log_images_every_n_steps=0), datamodule=NoBatchSize())

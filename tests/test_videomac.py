@@ -66,6 +66,7 @@ def test_extract_features_strides(stage, stride, expected):
         f = model.extract_features(x)
     assert model.feature_stride == expected
     assert f.shape[-2:] == (64 // expected, 64 // expected)
+    assert not any(v.is_meta for v in model.state_dict().values())  # the dilated encoder holds no weights
     if stride < 32 and stage == 4:  # the dilated view runs the very same weights as timm's dilated model
         dense = timm.create_model("resnet18", num_classes=0, output_stride=stride).eval()
         dense.load_state_dict(model.online.encoder.encoder_state_dict())
@@ -181,3 +182,13 @@ def test_official_variant_trains_and_exports_in_the_official_layout(tmp_path):
         build_feature_extractor(model="videomac_resnet18")
     with pytest.raises(ValueError, match="videomac_resnet18"):
         build_feature_extractor(model="videomac_r18", weights=path)
+
+
+def test_compile_model_compiles_the_online_network_in_place():
+    model = tiny(compile_model=True)
+    keys = list(model.state_dict())
+    model.configure_model()  # what the Trainer calls
+    assert list(model.state_dict()) == keys  # checkpoints stay interchangeable
+    assert model.online.encoder._compiled_call_impl is not None
+    assert model.online.decoder._compiled_call_impl is not None
+    assert model.target.encoder._compiled_call_impl is None  # the EMA target runs eagerly

@@ -1,16 +1,17 @@
 """One VideoMAC branch: a sparse ConvNet encoder and the FCMAE-style decoder (VideoMAC Fig. 3)."""
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from lightning_modules.components.conv_decoder import ConvDecoder
 from lightning_modules.components.encoders import EncoderVariant, InitScheme, build_encoder, is_official
 from lightning_modules.components.sparse_backends import SparseBackend
-from lightning_modules.components.visualize import reconstruction_panels, tile
 
 
 class MaskedConvAutoencoder(nn.Module):
     """Sparse encoder + conv decoder; the online network and (as an EMA copy) the target network.
+
+    A container: ``VideoMAC.forward_encoder`` / ``forward_decoder`` run its two parts, so that the system
+    file reads in the paper's order.
 
     Args:
         encoder_name: timm ResNet / ConvNeXt(-V2) name.
@@ -68,47 +69,3 @@ class MaskedConvAutoencoder(nn.Module):
         self.encoder.init_weights(scheme)
         family = "resnet" if "resnet" in type(self.encoder).__name__.lower() else "convnext"
         self.decoder.init_weights(scheme, family)
-
-    def forward_encoder(self, imgs: Tensor, mask: Tensor | None) -> Tensor:
-        """(B, 3, H, W) and mask (B, 1, h, w) (1 = masked) -> (B, C, h, w) features, zero at masked cells."""
-        return self.encoder(imgs, mask)
-
-    def forward_decoder(self, feats: Tensor, mask: Tensor | None) -> Tensor:
-        """(B, C, h, w) features -> (B, L, p*p*3) predicted patches (mask token at masked cells)."""
-        return self.decoder(feats, mask)
-
-    def forward(self, imgs: Tensor, mask: Tensor | None) -> Tensor:
-        """Predict every patch of ``imgs`` from its visible patches: (B, 3, H, W) -> (B, L, p*p*3)."""
-        return self.forward_decoder(self.forward_encoder(imgs, mask), mask)
-
-
-def mac_reconstruction_grid(
-    frames: Tensor,
-    pred_o: Tensor,
-    pred_t: Tensor,
-    mask_o: Tensor,
-    mask_t: Tensor,
-    patch_size: int,
-    norm_pix: bool,
-) -> Tensor:
-    """VideoMAC Fig. 8-style picture, one row per pair: input | masked | reconstruction, frame t then t+1.
-
-    Reconstructions paste the visible patches back; normalised-pixel predictions are shown with each target
-    patch's own mean/std (display only).
-
-    Args:
-        frames: (B, 2, 3, H, W) ImageNet-normalised pair.
-        pred_o: (B, L, p*p*3) online prediction of frame t.
-        pred_t: (B, L, p*p*3) target prediction of frame t+1.
-        mask_o: (B, L) mask of frame t, 1 = masked.
-        mask_t: (B, L) mask of frame t+1.
-        patch_size: p.
-        norm_pix: predictions are in normalised-pixel units.
-
-    Returns:
-        (3, H', W') image in [0, 1].
-    """
-    cols = []
-    for f, pred, mask in ((frames[:, 0], pred_o, mask_o), (frames[:, 1], pred_t, mask_t)):
-        cols += reconstruction_panels(f, pred, mask, patch_size, norm_pix)  # input | masked | reconstruction
-    return tile(torch.stack(cols, dim=1))  # (B rows, 6 cols)

@@ -1,4 +1,4 @@
-"""Pure tensor functions that turn SiamMAE inputs/outputs into images for TensorBoard (Fig. 2 and Fig. 5)."""
+"""Pure tensor functions that turn inputs/outputs into TensorBoard images (SiamMAE Figs. 2/5, VideoMAC 8)."""
 
 import torch
 import torch.nn.functional as F
@@ -92,3 +92,35 @@ def attention_grid(image: Tensor, attn: Tensor) -> Tensor:
     maps = maps.unsqueeze(2).expand(B, nh, 3, *maps.shape[-2:])  # (B, nh, 3, H, W) grey
     img = imagenet_denormalize(image.float()).unsqueeze(1)  # (B, 1, 3, H, W)
     return tile(torch.cat([img, maps], dim=1))  # (B rows, 1+nh cols)
+
+
+def mac_reconstruction_grid(
+    frames: Tensor,
+    pred_o: Tensor,
+    pred_t: Tensor,
+    mask_o: Tensor,
+    mask_t: Tensor,
+    patch_size: int,
+    norm_pix: bool,
+) -> Tensor:
+    """VideoMAC Fig. 8-style picture, one row per pair: input | masked | reconstruction, frame t then t+1.
+
+    Reconstructions paste the visible patches back; normalised-pixel predictions are shown with each target
+    patch's own mean/std (display only).
+
+    Args:
+        frames: (B, 2, 3, H, W) ImageNet-normalised pair.
+        pred_o: (B, L, p*p*3) online prediction of frame t.
+        pred_t: (B, L, p*p*3) target prediction of frame t+1.
+        mask_o: (B, L) mask of frame t, 1 = masked.
+        mask_t: (B, L) mask of frame t+1.
+        patch_size: p.
+        norm_pix: predictions are in normalised-pixel units.
+
+    Returns:
+        (3, H', W') image in [0, 1].
+    """
+    cols = []
+    for f, pred, mask in ((frames[:, 0], pred_o, mask_o), (frames[:, 1], pred_t, mask_t)):
+        cols += reconstruction_panels(f, pred, mask, patch_size, norm_pix)  # input | masked | reconstruction
+    return tile(torch.stack(cols, dim=1))  # (B rows, 6 cols)

@@ -53,8 +53,8 @@ def matmul_peak_step(n: int = PEAK_N) -> Callable[[], object]:
 
 def make_optimizer(model: SiamMAE, fused: bool = False) -> torch.optim.Optimizer:
     """AdamW over the decay / no-decay groups, for-loop (CPU default) or ``fused``."""
-    groups = param_groups_weight_decay(model, model.weight_decay, model.no_weight_decay_names())
-    return torch.optim.AdamW(groups, lr=1e-4, betas=tuple(model.betas), fused=fused or None)
+    groups = param_groups_weight_decay(model, model.hparams.weight_decay, model.no_weight_decay_names())
+    return torch.optim.AdamW(groups, lr=1e-4, betas=tuple(model.hparams.betas), fused=fused or None)
 
 
 def siammae_model(**kw) -> SiamMAE:

@@ -32,9 +32,10 @@ def train_step(model: VideoMAC, opt: torch.optim.Optimizer, frames: torch.Tensor
     grid = (f_t.shape[-2] // 32, f_t.shape[-1] // 32)
     mask_o, mask_t = model.random_masking(f_t.shape[0], grid, g, f_t.device)
     enc_mask_o, enc_mask_t = (mask_o, mask_t) if sparse else (None, None)
-    pred_o = model.online.forward_decoder(model.online.forward_encoder(f_t, enc_mask_o), mask_o)
+    online, target = model.online, model.target
+    pred_o = model.forward_decoder(online, model.forward_encoder(online, f_t, enc_mask_o), mask_o)
     with torch.no_grad():
-        pred_t = model.target.forward_decoder(model.target.forward_encoder(f_t1, enc_mask_t), mask_t)
+        pred_t = model.forward_decoder(target, model.forward_encoder(target, f_t1, enc_mask_t), mask_t)
     losses = model.forward_loss(f_t, f_t1, pred_o, pred_t, mask_o.flatten(1), mask_t.flatten(1))
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()

@@ -101,6 +101,6 @@ def test_siammae_keeps_nine_of_196_by_default():
 
     m = SiamMAE(embed_dim=32, depth=1, num_heads=2, decoder_dim=32, decoder_depth=1, decoder_num_heads=2)
     x = torch.randn(1, 196, 32)
-    assert m.keep_rule == "floor" and m.random_masking(x, 0.95, (14, 14))[0].shape == (1, 9, 32)
-    m.keep_rule = "round"
+    assert m.hparams.keep_rule == "floor" and m.random_masking(x, 0.95, (14, 14))[0].shape == (1, 9, 32)
+    m.hparams.keep_rule = "round"
     assert m.random_masking(x, 0.95, (14, 14))[0].shape == (1, 10, 32)

@@ -67,7 +67,7 @@ def train_step(model, opt: torch.optim.Optimizer, frames: torch.Tensor, bf16: bo
         loss.backward()
         opt.step()
         if isinstance(model, VideoMAC):  # what VideoMAC.optimizer_step does after the optimiser step
-            update_ema(model.target, model.online, model.ema_momentum, buffers="keep")
+            update_ema(model.target, model.online, model.hparams.ema_momentum, buffers="keep")
 
     return step
 
