@@ -1,8 +1,9 @@
-"""corrmae callbacks: label-propagation evaluation during training."""
+"""corrmae callbacks: label-propagation evaluation during training (the evaluation itself is
+``callbacks.evaluation``), atomic checkpoints, the rank-loss watchdog."""
 
 from callbacks.checkpointing import AtomicCheckpointIO
-from callbacks.label_propagation import PropagationConfig
-from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
+from callbacks.evaluation.metrics import PCK, ConfusionMIoU, DavisJF
+from callbacks.evaluation.settings import PropagationConfig
 from callbacks.propagation_callback import LabelPropagationCallback
 from callbacks.rank_loss import RankLossWatchdog
 

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
-from lightning_modules.feature_extractors import load_corrmae_checkpoint
+from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
 from lightning_modules.safe_load import TRUST_FLAG, load_torch_file
 
 
