@@ -1,5 +1,7 @@
-"""corrmae callbacks: label-propagation evaluation during training (the evaluation itself is
-``callbacks.evaluation``), atomic checkpoints, the rank-loss watchdog."""
+"""corrmae callbacks: label-propagation evaluation during training, atomic checkpoints, rank-loss watchdog.
+
+The evaluation itself (protocols, propagation, benchmarks, measures) is the ``callbacks.evaluation`` package.
+"""
 
 from callbacks.checkpointing import AtomicCheckpointIO
 from callbacks.evaluation.metrics import PCK, ConfusionMIoU, DavisJF

@@ -1,4 +1,4 @@
-"""Zero-shot label-propagation evaluation (DAVIS-2017, VIP, JHMDB): pure functions and dataclasses, no Lightning.
+"""Zero-shot label-propagation evaluation (DAVIS-2017, VIP, JHMDB): pure functions and dataclasses.
 
 One module per concept, each importing only those above it in this list:
 

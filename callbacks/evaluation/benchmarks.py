@@ -39,8 +39,10 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "davis": Benchmark("davis", "DAVIS", load_davis_benchmark, evaluate_davis, summarize_davis, lambda s: s),
-    "vip": Benchmark("vip", "VIP", load_vip_benchmark, evaluate_vip, summarize_vip, lambda s: VIP_SIZE),
-    "jhmdb": Benchmark("jhmdb", "JHMDB", load_jhmdb_benchmark, evaluate_jhmdb, summarize_jhmdb, lambda s: JHMDB_SIZE),
+    "vip": Benchmark("vip", "VIP", load_vip_benchmark, evaluate_vip, summarize_vip, lambda _: VIP_SIZE),
+    "jhmdb": Benchmark(
+        "jhmdb", "JHMDB", load_jhmdb_benchmark, evaluate_jhmdb, summarize_jhmdb, lambda s: JHMDB_SIZE
+    ),
 }
 
 

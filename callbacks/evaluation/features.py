@@ -115,4 +115,3 @@ def pos_embed_rule(module: torch.nn.Module, rule: str) -> Iterator[None]:
         yield
     finally:
         module.pos_embed_resize = own
-

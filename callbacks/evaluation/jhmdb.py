@@ -139,7 +139,9 @@ def write_joints(path: Path, joints: np.ndarray) -> None:
     t, j = np.meshgrid(np.arange(joints.shape[0]), np.arange(joints.shape[1]), indexing="ij")
     rows = np.column_stack([t.ravel(), j.ravel(), joints.reshape(-1, 2)])  # (T*J, 4)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, rows, fmt=["%d", "%d", "%.3f", "%.3f"], delimiter=",", header="frame,joint,x,y", comments="")
+    np.savetxt(
+        path, rows, fmt=["%d", "%d", "%.3f", "%.3f"], delimiter=",", header="frame,joint,x,y", comments=""
+    )
 
 
 def mark_joints(frame: np.ndarray, joints: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def downsample_labels(mask_onehot: Tensor, stride: int, soft: bool = False) -> T
     return F.interpolate(mask_onehot[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
-def _upsample(soft: Tensor, stride: int, minmax: bool) -> Tensor:
+def upsample_labels(soft: Tensor, stride: int, minmax: bool) -> Tensor:
     """(K, h, w) -> (K, h*stride, w*stride) bilinear (DINO), then optional per-channel min-max (norm_mask)."""
     up = F.interpolate(soft[None], scale_factor=stride, mode="bilinear", align_corners=False)[0]
     if minmax:
@@ -64,16 +64,6 @@ def _upsample(soft: Tensor, stride: int, minmax: bool) -> Tensor:
         scale = torch.where((hi > 0) & (hi > lo), hi - lo, torch.ones_like(hi))
         shift = torch.where((hi > 0) & (hi > lo), lo, torch.zeros_like(lo))
         up = (up - shift) / scale
-    return up
-
-
-def labels_to_pixels(
-    soft: Tensor, stride: int, size: tuple[int, int] | None = None, minmax: bool = True
-) -> Tensor:
-    """Soft grid labels (K, h, w) -> (K, H, W): bilinear x stride, min-max, nearest to a different `size`."""
-    up = _upsample(soft, stride, minmax)
-    if size is not None and tuple(size) != tuple(up.shape[-2:]):
-        up = pil_nearest_resize(up, tuple(size))
     return up
 
 
@@ -91,7 +81,7 @@ def predict_mask(
     soft: Tensor, stride: int, size: tuple[int, int] | None = None, minmax: bool = True
 ) -> Tensor:
     """Soft grid labels (K, h, w) -> label-index map (H, W) int64: argmax, PIL-style nearest to `size`."""
-    pred = _upsample(soft, stride, minmax).argmax(dim=0)  # (h*s, w*s)
+    pred = upsample_labels(soft, stride, minmax).argmax(dim=0)  # (h*s, w*s)
     if size is not None and tuple(size) != tuple(pred.shape):
         pred = pil_nearest_resize(pred, tuple(size))
     return pred

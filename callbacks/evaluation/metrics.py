@@ -18,7 +18,6 @@ from torchmetrics.utilities import dim_zero_cat
 
 from callbacks.evaluation.davis_measures import STAT_NAMES, db_eval_boundary, db_eval_iou, db_statistics
 
-
 _NAME_BYTES = 128  # sequence names travel between ranks as fixed-width utf-8 byte rows
 
 

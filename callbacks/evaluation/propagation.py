@@ -3,8 +3,9 @@
 Pure tensor functions, no I/O. For target frame t the context is frame 0 (ground-truth labels) plus the last
 `queue_length` *predicted* frames (soft labels); every query cell takes the top-k most similar context cells
 jointly over all context frames, restricted to a spatial neighbourhood, weights them by a softmax over cos/tau
-and averages their labels. See ``callbacks.evaluation.local_affinity`` for how the affinity is computed without ever
-materialising the (context*N) x N matrix, and README "Label propagation" for the protocol choices.
+and averages their labels. See ``callbacks.evaluation.local_affinity`` for how the affinity is computed
+without ever materialising the (context*N) x N matrix, and README "Label propagation" for the protocol
+choices.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A protocol fixes the frame resizing rule, the normalisation constants, how the f
 feature grid, how a ViT's position embeddings reach the evaluation grid, the propagation knobs (context,
 window, top-k and its tie rule, temperature), the decoding before argmax and the label-map resizing. The
 scorers are fixed per benchmark (davis2017-evaluation J&F, CRW ``eval_vip.py`` mIoU, CRW ``eval_pck.py``
-PCK). Every field can be overridden (``settings.override``); ``describe`` names the protocol and the overrides for
-the results table. README "Evaluation protocols" documents each rule and its source line.
+PCK). Every field can be overridden (``settings.override``); ``describe`` names the protocol and the
+overrides for the results table. README "Evaluation protocols" documents each rule and its source line.
 
 - ``dino``: DINO ``eval_video_segmentation.py`` (k 5, queue 7, radius 12, tau 0.1).
 - ``crw``: videowalk ``test.py`` + ``eval_vip.py`` / ``eval_pck.py`` (T 0.05, k 10, 20 padded frames,

@@ -77,7 +77,7 @@ class PropagationConfig:
 
     @classmethod
     def preset(cls, name: PresetName) -> PropagationConfig:
-        """Propagation knobs only (the full protocols are ``callbacks.evaluation.protocols``); kept for the study/demo.
+        """Propagation knobs only (the full protocols are ``protocols.get_protocol``); used by study and demo.
 
         "davis"/"vip"/"jhmdb" use DINO semantics (square window on all frames, hard first frame, min-max,
         tau 0.1) with Table 4b's (k, queue, radius) and exactly-k top-k (corrmae's pre-protocol behaviour).
@@ -174,7 +174,9 @@ def literal_choices(cls: type) -> dict[str, tuple]:
     """The allowed values of each ``Literal``-typed field of a dataclass (so choices are written once)."""
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    return {f.name: typing.get_args(hints[f.name]) for f in fields if typing.get_origin(hints[f.name]) is Literal}
+    return {
+        f.name: typing.get_args(hints[f.name]) for f in fields if typing.get_origin(hints[f.name]) is Literal
+    }
 
 
 PROPAGATION_CHOICES = literal_choices(PropagationConfig)

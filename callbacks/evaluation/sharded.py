@@ -1,5 +1,4 @@
-"""The one evaluation loop, used by ``LabelPropagationCallback`` and ``eval-all``: shard, evaluate, gather,
-summarise.
+"""The one evaluation loop (shard, evaluate, gather, summarise), run by the callback and by ``eval-all``.
 
 Videos are sorted by cost (frames x pixels) and rank r takes videos r, r + world_size, ...; every rank then
 enters the same single ``all_gather_object`` (also ranks with no video), and every rank computes the same
@@ -114,23 +113,31 @@ def evaluate_sharded(
     records = []
     with torch.no_grad(), pos_embed_rule(model, protocol.pos_embed):
         for n, video in enumerate(local):
-            record = store.load(benchmark.name, video.name) if store is not None else None
-            if record is not None:
+            stored = store.load(benchmark.name, video.name) if store is not None else None
+            if stored is not None:
                 result.reused += 1
                 if progress is not None:
                     progress(len(video))
-            else:
-                out_dir = store.partial_dir(benchmark.name) if write_predictions else None
-                (record,) = benchmark.evaluate(model, [video], protocol, out_dir=out_dir,
-                                               preview=preview if n == 0 else 0, progress=progress, **options)  # fmt: skip
-                if "preview" in record:
-                    result.previews.append(record.pop("preview"))
-                if store is not None:
-                    if out_dir is not None:
-                        store.commit_predictions(benchmark.name, video.name)
-                    store.save(benchmark.name, video.name, record)
-                result.evaluated += 1
+                records.append(stored)
+                continue
+            out_dir = store.partial_dir(benchmark.name) if write_predictions else None
+            shown = preview if n == 0 else 0
+            (record,) = benchmark.evaluate(
+                model, [video], protocol, out_dir=out_dir, preview=shown, progress=progress, **options
+            )
+            if "preview" in record:
+                result.previews.append(record.pop("preview"))
+            if store is not None:
+                keep(store, benchmark.name, video.name, record, out_dir is not None)
+            result.evaluated += 1
             records.append(record)
     result.records = gather_records(records)
     result.scores = benchmark.summarize(result.records)
     return result
+
+
+def keep(store: RecordStore, benchmark: str, video: str, record: dict, predictions: bool) -> None:
+    """Store a finished video: its predictions moved into place first, then its record (which marks it done)."""
+    if predictions:
+        store.commit_predictions(benchmark, video)
+    store.save(benchmark, video, record)

@@ -81,5 +81,11 @@ def score(
     for split, videos in tests.items():
         with feature_layer(model, best["layer"]):
             val = davis_jf(model, videos, cfg)
-        results[split] = {**best, "tune_JF": tune_jf, "val_JF": val["JF"], "val_J": val["J"], "val_F": val["F"]}
+        results[split] = {
+            **best,
+            "tune_JF": tune_jf,
+            "val_JF": val["JF"],
+            "val_J": val["J"],
+            "val_F": val["F"],
+        }
     return results

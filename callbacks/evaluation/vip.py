@@ -94,7 +94,9 @@ def vip_record(
         preds.append(pred)
         confusion.update(torch.from_numpy(pred), torch.from_numpy(gt.astype(np.int64)))
         if out_dir is not None:
-            write_palette_png(Path(out_dir) / video.name / f"{video.frame_paths[t].stem}.png", pred, voc_palette())
+            write_palette_png(
+                Path(out_dir) / video.name / f"{video.frame_paths[t].stem}.png", pred, voc_palette()
+            )
     record = {"video": video.name, "confusion": confusion.hist.cpu().numpy()}
     if shown:
         pal = voc_palette()

@@ -1,7 +1,7 @@
 """corrmae's own Lightning checkpoints (SiamMAE / VideoMAC) rebuilt as feature models.
 
-The class comes from the checkpoint's LightningCLI ``_class_path`` (or the caller's ``class_path``) and must be
-a registered corrmae system (``lightning_modules.safe_load.registered_class``); the hyper-parameters that
+The class comes from the checkpoint's LightningCLI ``_class_path`` (or the caller's ``class_path``) and must
+be a registered corrmae system (``lightning_modules.safe_load.registered_class``); the hyper-parameters that
 class accepts rebuild it, then the weights are loaded with shape checks that name the file.
 """
 

@@ -2,8 +2,8 @@
 
 Weights on disk (DINO, MAE, CropMAE, a ``.safetensors`` file or a ``corrmae export`` folder) are read through
 ``weight_layouts``; ViTs use ``dynamic_img_size`` so the position embeddings follow the evaluation grid
-(``pos_embed_resize``: timm's resize to the size, or DINO's ``interpolate_pos_encoding``), and the features are
-the last block after the final norm, prefix tokens dropped.
+(``pos_embed_resize``: timm's resize to the size, or DINO's ``interpolate_pos_encoding``), and the features
+are the last block after the final norm, prefix tokens dropped.
 """
 
 from pathlib import Path

@@ -38,7 +38,11 @@ def results_table(rows: dict[str, dict[str, dict]]) -> str:
     for name, per_test in rows.items():
         cells = [name]
         for r in per_test.values():
-            cells += [f"{r['preset_JF']:.3f}", f"**{r['val_JF']:.3f}**", f"{r['val_J']:.3f} / {r['val_F']:.3f}"]
+            cells += [
+                f"{r['preset_JF']:.3f}",
+                f"**{r['val_JF']:.3f}**",
+                f"{r['val_J']:.3f} / {r['val_F']:.3f}",
+            ]
         first = next(iter(per_test.values()))
         table.append([*cells, f"{first['temperature']} / {first['topk']}"])
     return markdown_table([*header, "tuned τ / k"], table)

@@ -9,7 +9,8 @@ skipped. Writes ``OUT/results.md`` and ``OUT/results.csv`` (checkpoint, backbone
 PCK@0.2, all x100), ``OUT/davis_per_object.csv``, ``OUT/vip_per_class.csv`` and the DAVIS palette PNGs in
 ``OUT/davis/<seq>/`` (check them with davis2017-evaluation: ``--results_path OUT/davis``).
 Resumable: finished videos are kept under ``OUT/records/`` and a rerun with the same checkpoint, protocol and
-options skips them (``lightning_modules.tools.eval_store``); different settings are refused unless ``--restart``.
+options skips them (``lightning_modules.tools.eval_store``); different settings are refused unless
+``--restart``.
 Multi-device: ``--devices N`` runs a Lightning ``Trainer.test`` whose ranks each take every N-th video (the
 same sharding and exact merge as ``LabelPropagationCallback``).
 """
@@ -113,7 +114,9 @@ def write_results(
     w.writerow([checkpoint, backbone, protocol] + ["" if v is None else f"{v:.3f}" for v in shown])
     atomic_write_text(out / "results.csv", table.getvalue())
     cells = ["—" if v is None else f"{v:.1f}" for v in shown]
-    (out / "results.md").write_text(markdown_table(COLUMNS, [[checkpoint, backbone, protocol, *cells]]) + "\n")
+    (out / "results.md").write_text(
+        markdown_table(COLUMNS, [[checkpoint, backbone, protocol, *cells]]) + "\n"
+    )
     if "davis" in records:
         rows = per_object_rows(records["davis"])
         with open(out / "davis_per_object.csv", "w", newline="") as f:

@@ -1,4 +1,4 @@
-"""eval-all on one or more devices: a ``Trainer.test`` whose ranks each evaluate their shard of every benchmark.
+"""eval-all on one or more devices: a ``Trainer.test`` whose ranks each evaluate a shard of every benchmark.
 
 The LightningModule here is only a launcher (Lightning starts the processes and the process group); the
 evaluation itself is ``callbacks.evaluation.sharded.evaluate_sharded``, the loop the training callback runs.

@@ -165,8 +165,9 @@ class Study:
             for b, (t, tests) in self.benchmarks.items()
         )
         return (
-            f"CPU study ({time.strftime('%Y-%m-%d')}): {self.steps} steps per variant, {torch.get_num_threads()} "
-            f"threads, {time.monotonic() - self.started:.0f} s so far; propagation tuned on each benchmark's "
+            f"CPU study ({time.strftime('%Y-%m-%d')}): {self.steps} steps per variant, "
+            f"{torch.get_num_threads()} threads, {time.monotonic() - self.started:.0f} s so far; "
+            "propagation tuned on each benchmark's "
             f"`tune` split, scored once on its test splits (sequences: {sizes}). "
             "train_s is the variant's fit wall clock (random-init rows repeat their variant's)."
         )

@@ -1,4 +1,4 @@
-"""The one writability probe for output directories (eval-all's ``--out``, fit's logger and checkpoint dirs)."""
+"""The one writability probe for output directories (eval-all's ``--out``, fit's log and checkpoint dirs)."""
 
 import os
 from pathlib import Path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from callbacks.label_propagation import PropagationConfig
+from callbacks.evaluation.settings import PropagationConfig
 
 
 def dense_window(grid: tuple[int, int], cfg: PropagationConfig, device: torch.device) -> Tensor:

@@ -13,8 +13,9 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from callbacks.label_propagation import PropagationConfig, propagate_video
-from callbacks.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.propagation import propagate_video
+from callbacks.evaluation.settings import PropagationConfig
 from lightning_modules.siammae import SiamMAE
 from tests.gpu.dense_reference import dense_frame, dense_window
 from tests.gpu.harness import Context, free_memory, peak_memory, time_calls
