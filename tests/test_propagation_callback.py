@@ -23,7 +23,7 @@ def davis_root(tmp_path_factory):
 
 
 def _fit(root, tmp_path, devices=1, max_videos=None, epochs=1, **kw):
-    cb = LabelPropagationCallback(root=str(root), size=None, max_videos=max_videos, **kw)
+    cb = LabelPropagationCallback(root=str(root), short_side=None, max_videos=max_videos, **kw)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -64,7 +64,7 @@ def test_callback_logs_restores_mode_and_matches_core(davis_root, tmp_path):
 
 
 def test_cadence_every_n_epochs(davis_root, tmp_path):
-    cb = LabelPropagationCallback(root=str(davis_root), size=None, every_n_epochs=2, at_fit_end=False)
+    cb = LabelPropagationCallback(root=str(davis_root), short_side=None, every_n_epochs=2, at_fit_end=False)
     calls = []
     cb.run = lambda trainer, module: calls.append(trainer.current_epoch)
     trainer = L.Trainer(

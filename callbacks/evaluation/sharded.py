@@ -137,7 +137,7 @@ def evaluate_sharded(
 
 
 def keep(store: RecordStore, benchmark: str, video: str, record: dict, predictions: bool) -> None:
-    """Store a finished video: its predictions moved into place first, then its record (which marks it done)."""
+    """Store a finished video: predictions moved into place first, then the record that marks it done."""
     if predictions:
         store.commit_predictions(benchmark, video)
     store.save(benchmark, video, record)
