@@ -33,10 +33,6 @@ class Tile:
         """Number of query cells in the tile."""
         return (self.qy[1] - self.qy[0]) * (self.qx[1] - self.qx[0])
 
-    def num_sources(self) -> int:
-        """Number of source cells in the region (per context frame)."""
-        return (self.sy[1] - self.sy[0]) * (self.sx[1] - self.sx[0])
-
 
 def window_reach(radius: float, grid: tuple[int, int]) -> int:
     """Largest integer row/col offset a window of `radius` can reach on `grid` (same for both shapes)."""
