@@ -31,7 +31,10 @@ def eval_size(
     stride: int,
     width_rule: Literal["stride", "dino64"] = "stride",
 ) -> tuple[int, int]:
-    """Evaluation (H, W) for an original frame size.
+    """Evaluation (H, W) for an original frame size: the short side is ``short_side``, the long side follows.
+
+    DINO's script floors the long side to a multiple of 64 (854 -> 832); ``stride`` rounds it to the nearest
+    multiple of the feature stride (854 -> 856 at /8, 848 at /16), which distorts the aspect ratio less.
 
     Args:
         height: original height.

@@ -22,7 +22,7 @@ def encoder_state(obj: object, path: Path | str, checkpoint_key: str | None = No
     """The one place where a loaded weights file becomes encoder weights (timm key names).
 
     ``obj`` is whatever the file held (a bare state dict, a DINO / MAE / CropMAE / Lightning wrapper); the
-    layout is detected by ``lightning_modules.weight_layouts`` unless ``checkpoint_key`` names the entry.
+    layout is detected by ``weight_layouts`` unless ``checkpoint_key`` names the entry.
     """
     if not isinstance(obj, dict):
         kind = type(obj).__name__

@@ -1,8 +1,8 @@
 """Section 3: propagation on the device at real DAVIS sizes.
 
-The project's tiled kernel (callbacks/local_affinity.py) against DINO's dense ops on the same device
-(time/frame, peak memory, agreement), the tile size that wins there, fp32 vs TF32 vs bf16 affinities (argmax
-agreement on a video with known motion), and the estimated wall time of DAVIS-2017 val and of a full
+The project's tiled kernel (callbacks/evaluation/local_affinity.py) against DINO's dense ops on the same
+device (time/frame, peak memory, agreement), the tile size that wins there, fp32 vs TF32 vs bf16 affinities
+(argmax agreement on a video with known motion), and the estimated wall time of DAVIS-2017 val and of a full
 eval-all, features included (decoding, I/O and metrics excluded).
 """
 
