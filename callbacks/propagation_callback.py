@@ -90,7 +90,6 @@ class LabelPropagationCallback(Callback):
         self._done_epoch = -1
         self.last_scores: dict[str, float] = {}
 
-    # ------------------------------------------------------------------------------------ when to run
     def _due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch
         last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
@@ -118,7 +117,6 @@ class LabelPropagationCallback(Callback):
         if self._due(trainer) and self._done_epoch != trainer.current_epoch:
             self.run(trainer, pl_module)
 
-    # ------------------------------------------------------------------------------------ evaluation
     def videos(self) -> list:
         """The benchmark's videos (indexed once)."""
         if self._videos is None:

@@ -11,8 +11,9 @@ from PIL import Image
 from callbacks.evaluation.benchmarks import BENCHMARKS, get_benchmark
 from callbacks.evaluation.features import DenseFeatures
 from callbacks.evaluation.protocols import get_protocol
-from callbacks.evaluation.settings import BENCHMARK_NAMES
+from callbacks.evaluation.settings import BENCHMARK_NAMES, knob_types
 from callbacks.evaluation.tuning import feature_layer, layer_choices
+from callbacks.propagation_callback import LabelPropagationCallback
 from datamodules.benchmark_gen import write_davis_benchmark, write_jhmdb_fixture, write_vip_fixture
 from lightning_modules import SiamMAE
 from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
@@ -122,3 +123,15 @@ def test_one_markdown_writer_and_one_writability_probe(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError):
         probe_writable(tmp_path / "file" / "sub")
+
+
+def test_callback_knob_arguments_are_settings_knobs():
+    own = set(
+        "benchmark root split every_n_epochs at_fit_end short_side protocol overrides max_videos".split()
+    )
+    own |= {"log_images", "num_image_frames", "batch_frames", "name", "at_fit_start"}
+    params = set(inspect.signature(LabelPropagationCallback.__init__).parameters) - {"self"}
+    assert params - own and params - own <= set(knob_types())
+    cb = LabelPropagationCallback(topk=3, overrides={"ties": "exact"})
+    assert cb.cfg.propagation.topk == 3 and cb.cfg.propagation.ties == "exact"
+    assert cb.protocol_name == "siammae (ties=exact, topk=3)"

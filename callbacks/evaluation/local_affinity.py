@@ -148,7 +148,6 @@ def topk_keep_ties(logits: Tensor, k: int, block: int = 32) -> tuple[Tensor, Ten
     return values.masked_fill(values < kth, -math.inf), index
 
 
-# ------------------------------------------------------------------------------------- tiled propagation
 _BLOCK = 32  # candidate rows per block in `blocked_topk`
 Plan = list[tuple[Tile, "Tensor | None"]]
 
