@@ -1,9 +1,12 @@
-"""corrmae callbacks: label-propagation evaluation during training."""
+"""corrmae callbacks: label-propagation evaluation during training, atomic checkpoints, rank-loss watchdog.
+
+The evaluation itself (protocols, propagation, benchmarks, measures) is the ``callbacks.evaluation`` package.
+"""
 
 from callbacks.checkpointing import AtomicCheckpointIO
 from callbacks.data_health import SkippedVideosLogger
-from callbacks.label_propagation import PropagationConfig
-from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
+from callbacks.evaluation.metrics import PCK, ConfusionMIoU, DavisJF
+from callbacks.evaluation.settings import PropagationConfig
 from callbacks.nonfinite import NonFiniteGuard
 from callbacks.propagation_callback import LabelPropagationCallback
 from callbacks.rank_loss import RankLossWatchdog

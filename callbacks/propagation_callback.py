@@ -8,54 +8,22 @@ saving at validation end would otherwise miss the metric. Either way the metric 
 ``ModelCheckpoint(monitor="val/davis_JF", mode="max", every_n_epochs=N)`` works when N equals this
 callback's ``every_n_epochs``. The last epoch is always evaluated (``at_fit_end``).
 
-DDP. Videos are sorted by cost (frames x pixels) and rank r takes videos r, r + world_size, ...; every
-rank then enters the same single ``all_gather_object`` (also ranks with no video), and every rank computes
-the same scores from the sorted, merged per-video records, so no rank-0-only collective can deadlock and
-the result equals the 1-process result exactly. Every rank logs the identical value (no ``sync_dist``).
+DDP. ``callbacks.evaluation.sharded`` shards the videos and merges the records exactly, so every rank
+logs the identical value (no ``sync_dist``).
 """
 
 from typing import Literal
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
-from callbacks.protocol_steps import pos_embed_rule
-from callbacks.protocols import ProtocolName, describe, get_protocol, override
-
-Benchmark = Literal["davis", "vip", "jhmdb"]
-
-
-def gather_records(records: list[dict]) -> list[dict]:
-    """All ranks' records on every rank (every rank must call this; a no-op without a process group)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return list(records)
-    gathered: list = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, records)
-    return [r for part in gathered for r in part]
-
-
-def broadcast_buffers(module: torch.nn.Module) -> None:
-    """Rank 0's buffers on every rank (a no-op without a process group; every rank must call it).
-
-    Why: BatchNorm running statistics drift apart under DDP (each rank updates them from its own batch and
-    DDP re-broadcasts them only at the next forward, never for modules it ignores such as VideoMAC's EMA
-    target), while the checkpoint holds rank 0's; evaluation must see that one model on every rank.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        for buffer in module.buffers():
-            torch.distributed.broadcast(buffer.data, src=0)
-
-
-def shard(videos: list, rank: int, world_size: int) -> list:
-    """Videos of ``rank``: cost-sorted (longest first, name as tie-break), then every world_size-th one."""
-    cost = [(-len(v) * int(np.prod(getattr(v, "size", (1, 1)))), v.name) for v in videos]
-    order = sorted(range(len(videos)), key=lambda i: cost[i])
-    return [videos[i] for i in order[rank::world_size]]
+from callbacks.evaluation.benchmarks import get_benchmark
+from callbacks.evaluation.protocols import ProtocolName, describe, get_protocol
+from callbacks.evaluation.settings import BenchmarkName, override
+from callbacks.evaluation.sharded import broadcast_buffers, evaluate_sharded
 
 
 class LabelPropagationCallback(Callback):
@@ -69,7 +37,7 @@ class LabelPropagationCallback(Callback):
         at_fit_end: also evaluate after the last epoch.
         short_side: DAVIS evaluation short side (protocol 480; None = native size, for small demo data).
             VIP (560x560) and JHMDB (320x320) use their protocol's fixed square size.
-        protocol: evaluation protocol (``callbacks.protocols``: siammae, dino, crw, legacy).
+        protocol: evaluation protocol (``callbacks.evaluation.protocols``: siammae, dino, crw, legacy).
         width_rule: override the protocol's DAVIS long-side rule (``dino64`` | ``stride``).
         topk: override the protocol's top-k.
         queue_length: override the protocol's queue length.
@@ -87,7 +55,7 @@ class LabelPropagationCallback(Callback):
 
     def __init__(
         self,
-        benchmark: Benchmark = "davis",
+        benchmark: BenchmarkName = "davis",
         root: str = "data/DAVIS",
         split: str = "val",
         every_n_epochs: int = 1,
@@ -122,7 +90,6 @@ class LabelPropagationCallback(Callback):
         self._done_epoch = -1
         self.last_scores: dict[str, float] = {}
 
-    # ------------------------------------------------------------------------------------ when to run
     def _due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch
         last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
@@ -150,41 +117,36 @@ class LabelPropagationCallback(Callback):
         if self._due(trainer) and self._done_epoch != trainer.current_epoch:
             self.run(trainer, pl_module)
 
-    # ------------------------------------------------------------------------------------ evaluation
     def videos(self) -> list:
         """The benchmark's videos (indexed once)."""
         if self._videos is None:
-            self._videos = load_benchmark(self.benchmark, self.root, self.split, self.max_videos)
+            self._videos = get_benchmark(self.benchmark).load(self.root, self.split, self.max_videos)
         return self._videos
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule, log: bool = True) -> dict[str, float]:
         """Evaluate on this rank's shard, merge all ranks, log ``val/<name>_*`` on every rank."""
         self._done_epoch = trainer.current_epoch
-        local = shard(self.videos(), trainer.global_rank, trainer.world_size)
         broadcast_buffers(pl_module)
         was_training = pl_module.training
         pl_module.eval()
         try:
-            with torch.no_grad(), pos_embed_rule(pl_module, self.cfg.pos_embed):
-                records = evaluate_benchmark(
-                    self.benchmark, pl_module.extract_features, pl_module.feature_stride, local, self.cfg,
-                    short_side=self.short_side, device=pl_module.device,
-                    batch_frames=self.batch_frames, preview=self.num_image_frames if self.log_images else 0,
-                )  # fmt: skip
+            result = evaluate_sharded(
+                get_benchmark(self.benchmark), pl_module, self.videos(), self.cfg, rank=trainer.global_rank,
+                world_size=trainer.world_size, short_side=self.short_side, device=pl_module.device,
+                batch_frames=self.batch_frames, preview=self.num_image_frames if self.log_images else 0,
+            )  # fmt: skip
         finally:
             pl_module.train(was_training)
-        previews = [r.pop("preview") for r in records if "preview" in r]
-        scores = summarize_benchmark(self.benchmark, gather_records(records))
-        self.last_scores = scores
-        for name, value in scores.items() if log else ():
+        self.last_scores = result.scores
+        for name, value in result.scores.items() if log else ():
             pl_module.log(f"val/{self.name}_{name}", value, on_epoch=True, sync_dist=False)
         rank_zero_info(
             f"epoch {trainer.current_epoch}: {self.name} [{self.protocol_name}] "
-            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+            + ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items())
         )
-        if previews and trainer.is_global_zero:
-            self._log_preview(trainer, previews[0])
-        return scores
+        if result.previews and trainer.is_global_zero:
+            self._log_preview(trainer, result.previews[0])
+        return result.scores
 
     def _log_preview(self, trainer: L.Trainer, frames: np.ndarray) -> None:
         """One row of overlaid frames (N, H, W, 3) uint8 as a TensorBoard image."""

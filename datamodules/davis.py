@@ -9,16 +9,12 @@ Layout read (``DAVIS-2017-trainval-480p.zip`` unpacked)::
 Predictions are written as ``<out>/<seq>/<stem>.png`` palette PNGs at the original resolution, the layout
 ``davis2017-evaluation`` reads (``--results_path <out>``), so numbers can be double-checked with it.
 
-Evaluation resolution (see ``eval_size``): the short side becomes ``short_side`` (480 in the protocol) and
-the long side keeps the aspect ratio. DINO's script floors the long side to a multiple of 64 (854 -> 832);
-ours rounds it to the nearest multiple of the feature stride (854 -> 856 at /8, 848 at /16), which
-distorts the aspect ratio less. ``width_rule="dino64"`` reproduces DINO exactly.
+The evaluation resolution is a protocol rule: ``callbacks.evaluation.davis.eval_size``.
 """
 
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -38,40 +34,6 @@ def voc_palette() -> np.ndarray:
             c >>= 3
         pal[i] = (r, g, b)
     return pal
-
-
-def eval_size(
-    height: int,
-    width: int,
-    short_side: int | None,
-    stride: int,
-    width_rule: Literal["stride", "dino64"] = "stride",
-) -> tuple[int, int]:
-    """Evaluation (H, W) for an original frame size.
-
-    Args:
-        height: original height.
-        width: original width.
-        short_side: target short side (480 for DAVIS); None keeps the original short side.
-        stride: feature stride; both output sides are multiples of it.
-        width_rule: ``"stride"`` rounds the long side to the nearest multiple of ``stride``;
-            ``"dino64"`` floors it to a multiple of 64 as DINO's ``eval_video_segmentation.py`` does.
-
-    Returns:
-        (H_r, W_r).
-    """
-    if short_side is None:  # keep the native short side, snapped to the stride grid
-        short = max(stride, round(min(height, width) / stride) * stride)
-    else:
-        short = short_side
-    if short % stride:
-        raise ValueError(f"short_side {short} is not a multiple of the feature stride {stride}")
-    long = short * max(height, width) / min(height, width)
-    base = 64 if width_rule == "dino64" else stride
-    if width_rule == "dino64" and base % stride:
-        raise ValueError(f"width_rule='dino64' needs a stride dividing 64, got {stride}")
-    long = max(base, (int(long // base) if width_rule == "dino64" else round(long / base)) * base)
-    return (short, long) if height <= width else (long, short)
 
 
 def read_index_png(path: Path) -> np.ndarray:

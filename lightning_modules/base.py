@@ -2,7 +2,6 @@
 
 import math
 import os
-from typing import Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -16,25 +15,11 @@ from lightning_modules.components.optim import param_groups_weight_decay
 from lightning_modules.components.schedules import warmup_cosine
 
 
-@runtime_checkable
-class DenseFeatures(Protocol):
-    """What label propagation needs from a network: dense features and their stride."""
-
-    @property
-    def feature_stride(self) -> int:
-        """Pixels per feature cell of ``extract_features``."""
-        ...
-
-    def extract_features(self, frames: Tensor) -> Tensor:
-        """(B, 3, H, W) ImageNet-normalised, H and W divisible by the stride -> (B, D, H/s, W/s).
-
-        The features are not yet L2-normalised.
-        """
-        ...
-
-
 class VideoSSLModule(L.LightningModule):
-    """Base class: subclasses implement ``extract_features`` and ``feature_stride`` (``DenseFeatures``).
+    """Base class: subclasses implement ``extract_features`` and ``feature_stride``.
+
+    That pair is the dense-feature contract evaluation relies on
+    (``callbacks.evaluation.features.DenseFeatures``).
 
     Optimisation (MAE recipe, SiamMAE Table 4a / VideoMAC §4.1): AdamW with decay / no-decay groups,
     lr = base_lr * effective_batch / 256, per-iteration linear warm-up then cosine decay. The arguments below

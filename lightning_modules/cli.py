@@ -29,16 +29,14 @@ from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
 
-def tools() -> dict[str, str]:
-    """Project sub-commands that are not Lightning's, mapped to ``module:function(argv)``."""
-    return {
-        "index": "datamodules.index:main",
-        "prepare": "datamodules.prepare:main",
-        "demo": "lightning_modules.demo:main",
-        "eval-all": "lightning_modules.evaluate:main",
-        "study": "lightning_modules.study:main",
-        "export": "lightning_modules.export:main",
-    }
+TOOLS = {  # project sub-commands that are not Lightning's, mapped to ``module:function(argv)``
+    "index": "datamodules.index:main",
+    "prepare": "datamodules.prepare:main",
+    "demo": "lightning_modules.tools.demo:main",
+    "eval-all": "lightning_modules.tools.eval_all:main",
+    "study": "lightning_modules.tools.study:main",
+    "export": "lightning_modules.tools.export:main",
+}
 
 
 def git_sha() -> str:
@@ -156,8 +154,8 @@ def run_cli(args: ArgsType = None, trust_checkpoint: bool = False) -> CorrMAECLI
 def main(args: ArgsType = None) -> None:
     """Run a project tool or a LightningCLI sub-command."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in tools():
-        module, func = tools()[argv[0]].split(":")
+    if argv and argv[0] in TOOLS:
+        module, func = TOOLS[argv[0]].split(":")
         getattr(importlib.import_module(module), func)(argv[1:])
         return
     trust = TRUST_FLAG in argv or os.environ.get(TRUST_ENV) == "1"

@@ -10,7 +10,6 @@ checkpoint records is never imported: it may only name a registered corrmae syst
 """
 
 import argparse
-import inspect
 import pathlib
 import pickle
 import re
@@ -20,7 +19,11 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.data import AttributeDict
 
+from lightning_modules.siammae import SiamMAE
+from lightning_modules.videomac import VideoMAC
+
 TRUST_FLAG = "--trust-checkpoint"
+SYSTEMS = (SiamMAE, VideoMAC)  # the only classes a checkpoint may ask to be rebuilt as
 
 
 def safe_globals() -> list[type]:
@@ -102,15 +105,7 @@ def load_state_file(path: str | Path, trust: bool = False) -> Any:
 
 def registered_systems() -> dict[str, type]:
     """The corrmae training systems by class name: the only classes a checkpoint may ask to be rebuilt as."""
-    import lightning_modules
-    from lightning_modules.base import VideoSSLModule
-
-    found = {}
-    for name in getattr(lightning_modules, "__all__", ()):
-        cls = getattr(lightning_modules, name)
-        if inspect.isclass(cls) and issubclass(cls, VideoSSLModule) and cls is not VideoSSLModule:
-            found[name] = cls
-    return found
+    return {cls.__name__: cls for cls in SYSTEMS}
 
 
 def registered_class(class_path: str, source: str | Path) -> type:

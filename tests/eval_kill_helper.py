@@ -9,13 +9,13 @@ import os
 import signal
 import sys
 
-import callbacks.propagation_eval as propagation_eval
-from lightning_modules.evaluate import main
+import callbacks.evaluation.davis as davis_eval
+from lightning_modules.tools.eval_all import main
 
 
 def run_and_die_at_png(k: int, argv: list[str]) -> None:
     """Run eval-all; the k-th palette PNG write kills the process instead."""
-    real, calls = propagation_eval.write_palette_png, []
+    real, calls = davis_eval.write_palette_png, []
 
     def write(path, mask, palette):
         calls.append(path)
@@ -23,7 +23,7 @@ def run_and_die_at_png(k: int, argv: list[str]) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(path, mask, palette)
 
-    propagation_eval.write_palette_png = write
+    davis_eval.write_palette_png = write
     main(argv)
 
 

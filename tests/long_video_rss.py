@@ -12,10 +12,10 @@ import sys
 
 import torch
 
-from callbacks.label_propagation import PropagationConfig
-from callbacks.propagation_eval import evaluate_davis
+from callbacks.evaluation.davis import evaluate_davis
+from callbacks.evaluation.settings import PropagationConfig
 from datamodules.davis import load_davis
-from lightning_modules.feature_extractors import PixelFeatures
+from lightning_modules.feature_models.pixels import PixelFeatures
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -25,7 +25,7 @@ if __name__ == "__main__":
     with open("/proc/self/statm") as f:
         before = int(f.read().split()[1]) * resource.getpagesize() // 1024  # resident now, KiB
     cfg = PropagationConfig.preset("davis")
-    records = evaluate_davis(model.extract_features, 8, videos, cfg, out_dir=out, short_side=None)
+    records = evaluate_davis(model, videos, cfg, out_dir=out, size=None)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(

@@ -1,9 +1,5 @@
-"""Test-only stand-ins: a tiny VideoSSLModule and (until callbacks.metrics lands) minimal metrics."""
+"""Test-only stand-in: a tiny VideoSSLModule with a deterministic dense feature map."""
 
-import sys
-import types
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,35 +35,3 @@ class PooledPixels(VideoSSLModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
-
-
-def install_metric_standins() -> None:
-    """Register a minimal ``callbacks.metrics`` if the real one is not there yet (J only, F := J)."""
-    try:
-        import callbacks.metrics  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-
-    class DavisJF:
-        def __init__(self, sync_on_compute=True):
-            self.rows = []
-
-        def update(self, pred, gt, num_objects, name):
-            pred, gt = pred[1:-1].numpy(), gt[1:-1].numpy()
-            for o in range(1, num_objects + 1):
-                p, g = pred == o, gt == o
-                inter, union = (p & g).sum((1, 2)), (p | g).sum((1, 2))
-                j = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
-                self.rows.append(dict(sequence=name, object=o, J_mean=j.mean(), F_mean=j.mean()))
-
-        def per_object(self):
-            return self.rows
-
-    mod = types.ModuleType("callbacks.metrics")
-    mod.DavisJF = DavisJF
-    sys.modules["callbacks.metrics"] = mod
-
-
-install_metric_standins()

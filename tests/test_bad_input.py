@@ -25,8 +25,8 @@ from datamodules.readers import VideoReadError
 from datamodules.transforms import PairedTransform
 from lightning_modules import SiamMAE
 from lightning_modules.cli import main as cli_main
-from lightning_modules.evaluate import main as eval_all
-from lightning_modules.feature_extractors import load_corrmae_checkpoint
+from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
+from lightning_modules.tools.eval_all import main as eval_all
 from tests.test_evaluate import _static_block_davis
 from tests.video_helpers import decode_index, write_index_folder, write_index_video
 
@@ -340,7 +340,7 @@ def test_out_that_is_a_file(tmp_path, davis):
     blocker.write_text("results from elsewhere")
     with pytest.raises(SystemExit, match=r"--out .*out is a file, not a directory"):
         eval_pixels(tmp_path)
-    from lightning_modules.export import main as export
+    from lightning_modules.tools.export import main as export
 
     with pytest.raises(SystemExit, match=r"export: --out .*out is a file"):
         export(["--ckpt", str(tiny_siammae_checkpoint(tmp_path / "t.ckpt")), "--out", str(blocker)])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules.cli import main, tools
+from lightning_modules.cli import TOOLS, main
 
 BIN = Path(sys.executable).parent
 
@@ -24,7 +24,7 @@ def test_entry_points_show_subcommands(cmd):
 def test_tools_are_importable():
     import importlib
 
-    for target in tools().values():
+    for target in TOOLS.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
 

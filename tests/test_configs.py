@@ -16,7 +16,7 @@ def base_for(path: Path, tmp_path: Path) -> list[str]:
     rel = path.relative_to(CONFIGS)
     if rel.parts[0] == "study" and rel.name != "base.yaml":
         # study deltas may carry a ``study:`` block read by `corrmae study` itself, not by the CLI
-        from lightning_modules.study import split_variant
+        from lightning_modules.tools.study_variants import split_variant
 
         cli_part, _ = split_variant(path)
         delta = tmp_path / rel.name

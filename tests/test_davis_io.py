@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from callbacks.evaluation.davis import eval_size
 from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.davis import (
-    eval_size,
     load_davis,
     read_index_png,
     read_palette,

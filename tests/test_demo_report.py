@@ -1,6 +1,6 @@
 """The demo's printed tables: one row per feature type, preset and tuned J&F per test split."""
 
-from lightning_modules.demo import results_table
+from lightning_modules.tools.demo import results_table
 
 
 def test_results_table_has_a_column_pair_per_split_and_the_tuned_setting():

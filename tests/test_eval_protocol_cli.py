@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from datamodules.benchmark_gen import write_davis_benchmark
-from lightning_modules.evaluate import main, parse_args, propagation_configs
+from lightning_modules.tools.eval_all import main, parse_args, propagation_configs
 
 
 def test_protocol_flags_build_per_benchmark_protocols():

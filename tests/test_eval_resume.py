@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from datamodules.benchmark_gen import write_davis_benchmark
-from lightning_modules.evaluate import main as eval_all
+from lightning_modules.tools.eval_all import main as eval_all
 from tests.conftest import ddp_clean_env
 from tests.test_bad_input import REPO
 
@@ -81,7 +81,7 @@ def test_changed_settings_are_refused_until_restart(data, tmp_path, capsys):
 def test_changed_weights_file_is_detected(tmp_path, data):
     import torch
 
-    from lightning_modules.feature_extractors import TimmFeatures
+    from lightning_modules.feature_models.timm_features import TimmFeatures
 
     weights = tmp_path / "w.pth"
     torch.save(TimmFeatures("resnet18").model.state_dict(), weights)

@@ -6,10 +6,7 @@ from PIL import Image
 
 from datamodules.benchmark_gen import write_davis_benchmark, write_jhmdb_fixture, write_vip_fixture
 from datamodules.davis import voc_palette, write_palette_png
-from lightning_modules.evaluate import main
-from tests.propagation_standins import install_metric_standins
-
-install_metric_standins()
+from lightning_modules.tools.eval_all import main
 
 
 def _static_block_davis(root, frames=4, size=(48, 64)):
@@ -63,10 +60,7 @@ def test_eval_all_pixels_on_all_benchmarks(tmp_path):
     write_vip_fixture(data / "VIP", num_videos=1, num_frames=3, size=(40, 40))
     write_jhmdb_fixture(data / "JHMDB", num_videos=1, num_frames=3, size=(48, 64))
     out = tmp_path / "out"
-    try:
-        scores = main(["--model", "pixels", "--data", str(data), "--out", str(out), "--short-side", "0"])
-    except ImportError:
-        pytest.skip("callbacks.metrics (JHMDB helpers) not available yet")
+    scores = main(["--model", "pixels", "--data", str(data), "--out", str(out), "--short-side", "0"])
     assert set(scores) == {"davis", "vip", "jhmdb"}
     assert 0 < scores["davis"]["JF"] <= 1 and 0 < scores["vip"]["mIoU"] <= 1
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -79,13 +73,13 @@ def test_eval_all_pixels_on_all_benchmarks(tmp_path):
     assert len(list((out / "davis" / seq).glob("*.png"))) == 4
 
 
-def test_missing_benchmark_is_skipped(tmp_path, capsys):
+def test_missing_benchmark_is_skipped(tmp_path, caplog):
     data = tmp_path / "data"
     write_vip_fixture(data / "VIP", num_videos=1, num_frames=2, size=(32, 32))
     scores = main(
         ["--model", "pixels", "--data", str(data), "--out", str(tmp_path / "o"), "--benchmarks", "davis,vip"]
     )
-    assert set(scores) == {"vip"} and "skipping davis" in capsys.readouterr().out
+    assert set(scores) == {"vip"} and "skipping davis" in caplog.text
     assert "—" in (tmp_path / "o/results.md").read_text()  # DAVIS columns empty
 
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from datamodules.benchmark_gen import write_davis_benchmark
 from lightning_modules import VideoMAC
 from lightning_modules.cli import main as cli_main
-from lightning_modules.evaluate import main as eval_all
-from lightning_modules.feature_extractors import load_corrmae_checkpoint
+from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
+from lightning_modules.tools.eval_all import main as eval_all
 from tests.test_bad_input import REPO, tiny_siammae_checkpoint
 
 

@@ -6,17 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from callbacks.label_propagation import (
-    PropagationConfig,
-    context_indices,
-    downsample_labels,
-    labels_onehot,
-    labels_to_pixels,
-    predict_mask,
-    propagate_frame,
-    propagate_video,
-)
-from callbacks.local_affinity import neighbourhood_mask
+from callbacks.evaluation.labels import downsample_labels, labels_onehot, predict_mask, upsample_labels
+from callbacks.evaluation.local_affinity import neighbourhood_mask
+from callbacks.evaluation.propagation import context_indices, propagate_frame, propagate_video
+from callbacks.evaluation.settings import PropagationConfig
 
 
 def dense_window(h: int, w: int, cfg: PropagationConfig) -> torch.Tensor:
@@ -149,7 +142,7 @@ def test_first_frame_kept_and_soft_labels_are_distributions():
 
 
 def test_blocked_topk_equals_topk():
-    from callbacks.local_affinity import blocked_topk
+    from callbacks.evaluation.local_affinity import blocked_topk
 
     x = torch.randn(32 * 37, 19)
     for k in (1, 7, 10):
@@ -217,8 +210,8 @@ def test_decoding_minmax_and_nearest_resize():
     assert (
         pred_norm[0, 0] == 1 and pred_norm[-1, -1] == 0
     )  # constant channel 0 left as is, empty channel 2 too
-    up = labels_to_pixels(soft, 4, size=(10, 9), minmax=True)
-    assert up.shape == (3, 10, 9) and float(up[1].max()) == 1.0 and float(up[2].abs().max()) == 0.0
+    up = upsample_labels(soft, 4, minmax=True)
+    assert up.shape == (3, 8, 8) and float(up[1].max()) == 1.0 and float(up[2].abs().max()) == 0.0
     assert predict_mask(soft, 4, size=(10, 9)).shape == (10, 9)
 
 
@@ -229,7 +222,7 @@ def test_pil_nearest_resize_is_bit_exact(shape):
     import numpy as np
     from PIL import Image
 
-    from callbacks.label_propagation import pil_nearest_resize
+    from callbacks.evaluation.labels import pil_nearest_resize
 
     hi, wi, ho, wo = shape
     a = np.random.default_rng(0).integers(0, 250, (hi, wi)).astype(np.uint8)
@@ -256,7 +249,7 @@ def test_ties_with_the_kth_are_kept_like_dino():
 
 
 def test_topk_keep_ties_widens_until_the_tie_set_is_complete():
-    from callbacks.local_affinity import topk_keep_ties
+    from callbacks.evaluation.local_affinity import topk_keep_ties
 
     logits = torch.cat([torch.tensor([[5.0]]), torch.full((70, 1), 2.0), torch.tensor([[1.0]])])  # 72 rows
     values, index = topk_keep_ties(logits, 3, block=8)
@@ -283,7 +276,7 @@ def test_crw_padding_changes_the_answer():
 
 
 def test_crw_output_is_one_bilinear_resize_before_argmax():
-    from callbacks.label_propagation import predict_mask_resized
+    from callbacks.evaluation.labels import predict_mask_resized
 
     soft = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (K=2, 1, 2): channel 0 left, channel 1 right
     assert predict_mask_resized(soft, (1, 8)).tolist() == [[0, 0, 0, 0, 1, 1, 1, 1]]

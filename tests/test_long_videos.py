@@ -7,26 +7,22 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from callbacks.label_propagation import (
-    PropagationConfig,
+from callbacks.evaluation.davis import eval_size, evaluate_davis
+from callbacks.evaluation.features import iter_features, video_features
+from callbacks.evaluation.labels import downsample_labels, labels_onehot, predict_mask
+from callbacks.evaluation.metrics import DavisJF
+from callbacks.evaluation.propagation import (
     context_indices,
-    predict_mask,
     propagate_frame,
     propagate_stream,
+    propagate_video,
 )
-from callbacks.metrics import DavisJF
-from callbacks.propagation_eval import (
-    davis_rows,
-    evaluate_davis,
-    iter_features,
-    propagate_ids,
-    resize_ids,
-    video_features,
-)
+from callbacks.evaluation.settings import PropagationConfig
 from datamodules.benchmark_gen import write_davis_benchmark
-from datamodules.davis import eval_size, load_davis
-from lightning_modules.feature_extractors import PixelFeatures
+from datamodules.davis import load_davis
+from lightning_modules.feature_models.pixels import PixelFeatures
 from tests.conftest import ddp_clean_env
 from tests.test_bad_input import REPO
 
@@ -53,20 +49,23 @@ def test_streaming_davis_equals_whole_video_reference(tmp_path):
         tmp_path / "DAVIS", seed=5, num_val=2, num_tune=0, num_frames=11, size=(48, 64)
     )
     videos, model, cfg = load_davis(root), PixelFeatures(8), PropagationConfig.preset("davis")
-    got = evaluate_davis(model.extract_features, 8, videos, cfg, short_side=None, batch_frames=4)
+    got = evaluate_davis(model, videos, cfg, size=None, batch_frames=4)
     for seq, record in zip(videos, got):
         size = eval_size(*seq.size, None, 8, "stride")
-        feats = video_features(model.extract_features, seq.read_frame, len(seq), size, 8)
-        assert torch.equal(torch.stack(list(iter_features(model.extract_features, seq.read_frame, len(seq),
-                                                          size, 8, batch_frames=4))), feats)  # fmt: skip
-        soft = propagate_ids(feats, resize_ids(seq.first_mask(), size), seq.num_objects + 1, 8, cfg)
+        feats = video_features(model, seq.read_frame, len(seq), size)
+        streamed = iter_features(model, seq.read_frame, len(seq), size, batch_frames=4)
+        assert torch.equal(torch.stack(list(streamed)), feats)
+        ids = torch.from_numpy(seq.first_mask().astype(np.int64))[None, None].float()  # (1, 1, H, W)
+        at_eval = F.interpolate(ids, size=size, mode="nearest-exact")[0, 0].long()  # the legacy first step
+        first = downsample_labels(labels_onehot(at_eval, seq.num_objects + 1), 8)  # (K, h, w)
+        soft = propagate_video(feats, first, cfg)
         gt = seq.read_masks()
         pred = np.stack([gt[0]] + [predict_mask(s, 8, seq.size, cfg.minmax_norm).numpy() for s in soft[1:]])
         metric = DavisJF(sync_on_compute=False)
         metric.update(
             torch.from_numpy(pred.astype(np.uint8)), torch.from_numpy(gt), seq.num_objects, seq.name
         )
-        assert record["rows"] == davis_rows(metric)
+        assert record["rows"] == [dict(row) for row in metric.per_object()]
 
 
 def peak_growth(tmp_path, frames: int) -> int:

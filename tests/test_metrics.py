@@ -8,17 +8,15 @@ import torch
 from scipy.ndimage import binary_dilation
 from torchmetrics.utilities import dim_zero_cat
 
-from callbacks.davis_measures import f_measure, seg2bmap
-from callbacks.metrics import (
-    PCK,
-    ConfusionMIoU,
-    DavisJF,
+from callbacks.evaluation.davis_measures import (
     db_eval_boundary,
     db_eval_iou,
     db_statistics,
-    heatmaps_from_joints,
-    joints_from_heatmaps,
+    f_measure,
+    seg2bmap,
 )
+from callbacks.evaluation.jhmdb import heatmaps_from_joints, joints_from_heatmaps
+from callbacks.evaluation.metrics import PCK, ConfusionMIoU, DavisJF
 
 
 def box(h, w, y0, y1, x0, x1):

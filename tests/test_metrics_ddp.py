@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from callbacks.metrics import PCK, ConfusionMIoU, DavisJF
+from callbacks.evaluation.metrics import PCK, ConfusionMIoU, DavisJF
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 

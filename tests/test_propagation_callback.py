@@ -4,16 +4,15 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from callbacks.label_propagation import PropagationConfig
-from callbacks.propagation_callback import LabelPropagationCallback, shard
-from callbacks.propagation_eval import evaluate_davis, summarize_davis
-from callbacks.protocols import get_protocol
+from callbacks.evaluation.davis import evaluate_davis, summarize_davis
+from callbacks.evaluation.protocols import get_protocol
+from callbacks.evaluation.settings import PropagationConfig
+from callbacks.evaluation.sharded import shard
+from callbacks.propagation_callback import LabelPropagationCallback
 from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.davis import load_davis
 from tests.conftest import ddp_clean_env
-from tests.propagation_standins import PooledPixels, install_metric_standins
-
-install_metric_standins()
+from tests.propagation_standins import PooledPixels
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +47,14 @@ def test_callback_logs_restores_mode_and_matches_core(davis_root, tmp_path):
     assert {"val/davis_J", "val/davis_F"} <= set(trainer.callback_metrics)
     assert model.training and model.modes_seen and not any(model.modes_seen)  # eval inside, train after
     model.eval()
-    records = evaluate_davis(
-        model.extract_features, 8, load_davis(davis_root), get_protocol("siammae", "davis"), short_side=None
-    )
+    records = evaluate_davis(model, load_davis(davis_root), get_protocol("siammae", "davis"), size=None)
     assert jf == pytest.approx(summarize_davis(records)["JF"], abs=1e-7) and 0.0 < jf <= 1.0
     legacy = evaluate_davis(
-        model.extract_features, 8, load_davis(davis_root), PropagationConfig.preset("davis"), short_side=None
+        model, load_davis(davis_root), PropagationConfig.preset("davis"), size=None
     )  # a bare PropagationConfig is the legacy protocol
     assert summarize_davis(legacy) == summarize_davis(
-        evaluate_davis(model.extract_features, 8, load_davis(davis_root), get_protocol("legacy", "davis"),
-                       short_side=None)
+        evaluate_davis(model, load_davis(davis_root), get_protocol("legacy", "davis"),
+                       size=None)
     )  # fmt: skip
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -9,24 +9,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from callbacks.cv2_resize import resize_linear_uint8
-from callbacks.protocol_steps import (
-    decode_labels,
-    first_frame_labels,
-    pos_embed_rule,
-    preprocess_frames,
-    resize_id_map,
-)
-from callbacks.protocols import (
-    PROTOCOL_NAMES,
-    add_protocol_arguments,
-    as_protocol,
-    describe,
-    get_protocol,
-    override,
-    overrides_from_args,
-)
-from datamodules.davis import eval_size
+from callbacks.evaluation.cv2_resize import resize_linear_uint8
+from callbacks.evaluation.davis import eval_size
+from callbacks.evaluation.features import pos_embed_rule, preprocess_frames
+from callbacks.evaluation.flags import add_protocol_arguments, overrides_from_args
+from callbacks.evaluation.labels import decode_labels, first_frame_labels, resize_id_map
+from callbacks.evaluation.protocols import PROTOCOL_NAMES, as_protocol, describe, get_protocol
+from callbacks.evaluation.settings import override
 from lightning_modules.components.pos_embed import dino_interpolate_pos_embed, resample_pos_embed
 
 
@@ -212,18 +201,18 @@ def test_cli_flags_derive_from_the_dataclasses():
 
 
 def test_crw_scores_the_round_tripped_frame_zero_on_vip(tmp_path):
-    from callbacks.metrics import ConfusionMIoU
-    from callbacks.vip_jhmdb_eval import evaluate_vip
+    from callbacks.evaluation.metrics import ConfusionMIoU
+    from callbacks.evaluation.vip import evaluate_vip
     from datamodules.benchmark_gen import write_vip_fixture
     from datamodules.vip import load_vip
-    from lightning_modules.feature_extractors import PixelFeatures
+    from lightning_modules.feature_models.pixels import PixelFeatures
 
     write_vip_fixture(tmp_path, num_videos=1, num_frames=3)
     video = load_vip(tmp_path)[0]
     net, size = PixelFeatures(8), (64, 48)
     crw = get_protocol("crw", "vip")
-    roundtrip = evaluate_vip(net.extract_features, 8, [video], crw, size=size)[0]["confusion"]
-    as_gt = evaluate_vip(net.extract_features, 8, [video], override(crw, vip_first_frame="gt"), size=size)
+    roundtrip = evaluate_vip(net, [video], crw, size=size)[0]["confusion"]
+    as_gt = evaluate_vip(net, [video], override(crw, vip_first_frame="gt"), size=size)
     gt0 = video.read_label(0).astype(np.int64)
     classes = np.unique(gt0)
     lookup = np.zeros(256, np.int64)

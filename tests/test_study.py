@@ -5,7 +5,8 @@ import csv
 import pytest
 import yaml
 
-import lightning_modules.study as study
+import lightning_modules.tools.study as study
+import lightning_modules.tools.study_variants as study_variants
 from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.photo_benchmark import write_photo_benchmark
 from datamodules.synthetic import write_synthetic_videos
@@ -129,7 +130,7 @@ def test_variant_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("study:\n  videos: kinetics\n")
     with pytest.raises(ValueError, match="kinetics"):
-        study.split_variant(bad)
+        study_variants.split_variant(bad)
     with pytest.raises(ValueError, match="nope"):
-        study.variant_files(tmp_path, ["nope"])
-    assert study.variant_files(tmp_path, None) == [bad]  # base.yaml is never a variant
+        study_variants.variant_files(tmp_path, ["nope"])
+    assert study_variants.variant_files(tmp_path, None) == [bad]  # base.yaml is never a variant

@@ -10,9 +10,7 @@ from torch.utils.data import DataLoader
 from callbacks.propagation_callback import LabelPropagationCallback
 from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.photo_benchmark import write_photo_benchmark
-from tests.propagation_standins import PooledPixels, install_metric_standins
-
-install_metric_standins()
+from tests.propagation_standins import PooledPixels
 
 
 def test_named_callbacks_log_apart_with_a_step_zero_point(tmp_path):

@@ -157,7 +157,7 @@ def test_official_resnet_features_dilate_on_the_same_weights(stride):
 
 def test_official_variant_trains_and_exports_in_the_official_layout(tmp_path):
     """A corrmae-trained official encoder is a converted official checkpoint: eval-all loads it."""
-    from lightning_modules.feature_extractors import build_feature_extractor
+    from lightning_modules.feature_models.loader import build_feature_extractor
 
     torch.manual_seed(0)
     model = tiny(encoder_variant="official", init="official")

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from lightning_modules.weight_layouts import detect_layout, encoder_state_dict
+from lightning_modules.feature_models.weight_layouts import detect_layout, encoder_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from callbacks.label_propagation import PropagationConfig
-from callbacks.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.settings import PropagationConfig
 
 SETTINGS = (  # name, grid, stride, time target (ratio), memory target (ratio)
     ("ViT-S/8 DAVIS 60x104", (60, 104), ">= 10", ">= 5"),

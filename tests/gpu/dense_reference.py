@@ -3,7 +3,7 @@
 The op sequence of DINO's ``eval_video_segmentation.py`` (re-written, not copied): the full (context x N) x N
 affinity, exp(cos / tau), times the neighbourhood window, top-k over all context sources jointly, zero below
 the k-th, column-normalise, one matmul with the context labels. It materialises the whole affinity, which is
-what the tiled kernel (callbacks/local_affinity.py) avoids.
+what the tiled kernel (callbacks/evaluation/local_affinity.py) avoids.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from callbacks.label_propagation import PropagationConfig
+from callbacks.evaluation.settings import PropagationConfig
 
 
 def dense_window(grid: tuple[int, int], cfg: PropagationConfig, device: torch.device) -> Tensor:

@@ -1,8 +1,8 @@
 """Section 3: propagation on the device at real DAVIS sizes.
 
-The project's tiled kernel (callbacks/local_affinity.py) against DINO's dense ops on the same device
-(time/frame, peak memory, agreement), the tile size that wins there, fp32 vs TF32 vs bf16 affinities (argmax
-agreement on a video with known motion), and the estimated wall time of DAVIS-2017 val and of a full
+The project's tiled kernel (callbacks/evaluation/local_affinity.py) against DINO's dense ops on the same
+device (time/frame, peak memory, agreement), the tile size that wins there, fp32 vs TF32 vs bf16 affinities
+(argmax agreement on a video with known motion), and the estimated wall time of DAVIS-2017 val and of a full
 eval-all, features included (decoding, I/O and metrics excluded).
 """
 
@@ -13,8 +13,9 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from callbacks.label_propagation import PropagationConfig, propagate_video
-from callbacks.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.local_affinity import FrameContext, frame_plan, propagate_tiles
+from callbacks.evaluation.propagation import propagate_video
+from callbacks.evaluation.settings import PropagationConfig
 from lightning_modules.siammae import SiamMAE
 from tests.gpu.dense_reference import dense_frame, dense_window
 from tests.gpu.harness import Context, free_memory, peak_memory, time_calls

@@ -33,10 +33,6 @@ class Tile:
         """Number of query cells in the tile."""
         return (self.qy[1] - self.qy[0]) * (self.qx[1] - self.qx[0])
 
-    def num_sources(self) -> int:
-        """Number of source cells in the region (per context frame)."""
-        return (self.sy[1] - self.sy[0]) * (self.sx[1] - self.sx[0])
-
 
 def window_reach(radius: float, grid: tuple[int, int]) -> int:
     """Largest integer row/col offset a window of `radius` can reach on `grid` (same for both shapes)."""
@@ -152,7 +148,6 @@ def topk_keep_ties(logits: Tensor, k: int, block: int = 32) -> tuple[Tensor, Ten
     return values.masked_fill(values < kth, -math.inf), index
 
 
-# ------------------------------------------------------------------------------------- tiled propagation
 _BLOCK = 32  # candidate rows per block in `blocked_topk`
 Plan = list[tuple[Tile, "Tensor | None"]]
 

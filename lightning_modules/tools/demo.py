@@ -16,31 +16,36 @@ from pathlib import Path
 
 import torch
 
-from callbacks.label_propagation import PropagationConfig
-from callbacks.propagation_eval import load_benchmark
+from callbacks.evaluation.davis import load_davis_benchmark
+from callbacks.evaluation.settings import PropagationConfig
+from callbacks.evaluation.tuning import davis_jf, feature_layer, score
 from datamodules.benchmark_gen import ensure_davis_benchmark
 from datamodules.demo_data import prepare_demo_data
 from datamodules.photo_benchmark import ensure_photo_benchmark
 from lightning_modules.cli import run_cli
-from lightning_modules.feature_extractors import PixelFeatures, load_corrmae_checkpoint
-from lightning_modules.study import davis_jf, score
+from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
+from lightning_modules.feature_models.pixels import PixelFeatures
+from lightning_modules.tools.results_table import markdown_table
 
 
 def results_table(rows: dict[str, dict[str, dict]]) -> str:
     """Markdown table: one row per feature extractor; per test split, preset and tuned J&F side by side."""
     tests = list(next(iter(rows.values())))
-    head = "| features | " + " | ".join(
-        f"{t} J&F (preset) | {t} J&F (tuned) | {t} J / F (tuned)" for t in tests
-    )
-    lines = [head + " | tuned τ / k |", "|---" * (1 + 3 * len(tests) + 1) + "|"]
+    header = ["features"]
+    for t in tests:
+        header += [f"{t} J&F (preset)", f"{t} J&F (tuned)", f"{t} J / F (tuned)"]
+    table = []
     for name, per_test in rows.items():
-        cells = [
-            f"{r['preset_JF']:.3f} | **{r['val_JF']:.3f}** | {r['val_J']:.3f} / {r['val_F']:.3f}"
-            for r in per_test.values()
-        ]
+        cells = [name]
+        for r in per_test.values():
+            cells += [
+                f"{r['preset_JF']:.3f}",
+                f"**{r['val_JF']:.3f}**",
+                f"{r['val_J']:.3f} / {r['val_F']:.3f}",
+            ]
         first = next(iter(per_test.values()))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['temperature']} / {first['topk']} |")
-    return "\n".join(lines)
+        table.append([*cells, f"{first['temperature']} / {first['topk']}"])
+    return markdown_table([*header, "tuned τ / k"], table)
 
 
 def compare(ckpt: Path, root: Path, tests: tuple[str, ...], cfg: PropagationConfig) -> dict[str, dict]:
@@ -51,8 +56,8 @@ def compare(ckpt: Path, root: Path, tests: tuple[str, ...], cfg: PropagationConf
     SiamMAE paper tunes its baselines (Table 4b, §A) — the preset's τ = 0.1 is DINO's and suits none of these
     tiny models.
     """
-    test_videos = {t: load_benchmark("davis", root, t) for t in tests}
-    tune = load_benchmark("davis", root, "tune")
+    test_videos = {t: load_davis_benchmark(root, t) for t in tests}
+    tune = load_davis_benchmark(root, "tune")
     trained = load_corrmae_checkpoint(ckpt)
     torch.manual_seed(0)
     models = {
@@ -65,9 +70,10 @@ def compare(ckpt: Path, root: Path, tests: tuple[str, ...], cfg: PropagationConf
     for name, model in models.items():
         model.eval()
         tuned = score(model, tune, test_videos, cfg, grid)
-        rows[name] = {
-            t: {**tuned[t], "preset_JF": davis_jf(model, v, cfg)["JF"]} for t, v in test_videos.items()
-        }
+        rows[name] = {}
+        for t, videos in test_videos.items():
+            with feature_layer(model, tuned[t]["layer"]):  # the preset is scored at the tuned layer too
+                rows[name][t] = {**tuned[t], "preset_JF": davis_jf(model, videos, cfg)["JF"]}
     return rows
 
 

@@ -2,8 +2,7 @@
 
 Each state reduces exactly across ranks: DAVIS keeps one row of per-object statistics per object (gathered,
 then sorted by (sequence, object) so the pooled mean is computed in the same order on any world size), VIP
-sums an integer confusion matrix, JHMDB sums integer hit/total counts. Also the keypoint <-> heatmap encoding
-used to propagate JHMDB joints (CRW/UVC protocol).
+sums an integer confusion matrix, JHMDB sums integer hit/total counts.
 """
 
 from __future__ import annotations
@@ -17,20 +16,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from callbacks.davis_measures import db_eval_boundary, db_eval_iou, db_statistics
+from callbacks.evaluation.davis_measures import STAT_NAMES, db_eval_boundary, db_eval_iou, db_statistics
 
-__all__ = [
-    "PCK",
-    "ConfusionMIoU",
-    "DavisJF",
-    "db_eval_boundary",
-    "db_eval_iou",
-    "db_statistics",
-    "heatmaps_from_joints",
-    "joints_from_heatmaps",
-]
-
-STAT_NAMES = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay")
 _NAME_BYTES = 128  # sequence names travel between ranks as fixed-width utf-8 byte rows
 
 
@@ -209,47 +196,3 @@ class PCK(Metric):
         per_joint = 100.0 * self.hits.double() / self.total.double()  # NaN for never-scored joints
         out = {f"PCK@{a}": torch.nanmean(per_joint[i]) for i, a in enumerate(self.thresholds)}
         return {**out, "per_joint": per_joint}
-
-
-# --------------------------------------------------------------------------------------- keypoint encoding
-def heatmaps_from_joints(joints: Tensor, grid: tuple[int, int], sigma: float = 0.5) -> Tensor:
-    """Joints (J, 2) (x, y) in grid cells -> (J + 1, h, w) float32 heatmaps, background channel LAST.
-
-    CRW/UVC's `draw_labelmap_np`: an un-normalised Gaussian (peak 1) on a (6 sigma + 1)-wide window whose
-    corners are int()-truncated (toward zero), so the peak lands on round(x) for x >= 1.5 and one cell off
-    nearer the top/left border; a window entirely off-grid leaves the channel empty. Background = 1 where all
-    joint channels are 0 (CRW puts it first; we put it last so joint j is channel j).
-    """
-    h, w = grid
-    joints = torch.as_tensor(joints, dtype=torch.float64).cpu()
-    size = 6 * sigma + 1
-    xs = np.arange(0, size, 1, dtype=np.float64)
-    centre = size // 2
-    g = np.exp(-((xs[None, :] - centre) ** 2 + (xs[:, None] - centre) ** 2) / (2 * sigma**2))
-    maps = np.zeros((len(joints) + 1, h, w), dtype=np.float64)
-    for j, (x, y) in enumerate(joints.tolist()):
-        if not (math.isfinite(x) and math.isfinite(y)):
-            continue
-        ul = (math.trunc(x - 3 * sigma), math.trunc(y - 3 * sigma))
-        br = (math.trunc(x + 3 * sigma + 1), math.trunc(y + 3 * sigma + 1))
-        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-            continue
-        gx, gy = (max(0, -ul[0]), min(br[0], w) - ul[0]), (max(0, -ul[1]), min(br[1], h) - ul[1])
-        ix, iy = (max(0, ul[0]), min(br[0], w)), (max(0, ul[1]), min(br[1], h))
-        maps[j, iy[0] : iy[1], ix[0] : ix[1]] = g[gy[0] : gy[1], gx[0] : gx[1]]
-    maps[-1] = maps[:-1].sum(0) == 0
-    return torch.from_numpy(maps).float()
-
-
-def joints_from_heatmaps(heatmaps: Tensor, topk: int = 3) -> Tensor:
-    """Heatmaps (..., J, h, w) -> joints (..., J, 2) (x, y) in grid cells; (-1, -1) for an all-zero channel.
-
-    CRW's `process_pose`: the top-k cells by value (CRW 3; UVC/VFS 5), weights normalised to sum 1, weighted
-    mean of their integer (x, y) indices. Pass joint channels only (drop the background channel).
-    """
-    *lead, h, w = heatmaps.shape
-    flat = heatmaps.reshape(*lead, h * w)
-    vals, ids = flat.topk(min(topk, h * w), dim=-1)  # (..., J, k)
-    weights = vals / vals.sum(-1, keepdim=True)
-    xy = torch.stack([(ids % w) * weights, (ids // w) * weights], dim=-1).sum(-2)  # (..., J, 2)
-    return torch.where((flat.sum(-1) == 0)[..., None], torch.full_like(xy, -1.0), xy)

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
-from lightning_modules.feature_extractors import load_corrmae_checkpoint
+from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
 from lightning_modules.safe_load import TRUST_FLAG, load_torch_file
 
 
@@ -131,7 +131,7 @@ def export(ckpt_path: str | Path, out: str | Path, results: str | None = None, t
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     size = int(module.hparams.get("img_size", 224))
-    # Evaluation preprocessing (datamodules / propagation_eval): ImageNet mean/std, bilinear, no crop.
+    # Evaluation preprocessing (callbacks.evaluation.features): ImageNet mean/std, bilinear, no crop.
     pretrained_cfg = {
         "architecture": architecture, "input_size": [3, size, size], "fixed_input_size": False,
         "mean": list(IMAGENET_DEFAULT_MEAN), "std": list(IMAGENET_DEFAULT_STD), "interpolation": "bilinear",

@@ -16,6 +16,8 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
+STAT_NAMES = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay")
+
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -113,3 +115,35 @@ def db_statistics(per_frame) -> tuple[float, float, float]:
     bins = [x[ids[i] : ids[i + 1] + 1] for i in range(4)]
     decay = float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
     return mean, recall, decay
+
+
+class SequenceJF:
+    """``DavisJF.update`` of one sequence, fed one evaluated frame at a time (same numbers, bit for bit).
+
+    Per object it keeps one J and one F value per frame; ``rows`` turns them into the per-object mean /
+    recall / decay rows of ``DavisJF.per_object``.
+    """
+
+    def __init__(self, sequence: str, num_objects: int, bound_th: float = 0.008):
+        self.sequence, self.num_objects, self.bound_th = sequence, num_objects, bound_th
+        self.j: list[list[float]] = [[] for _ in range(num_objects)]
+        self.f: list[list[float]] = [[] for _ in range(num_objects)]
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Score one frame: pred, gt (H, W) object ids."""
+        if pred.shape != gt.shape:
+            raise ValueError(f"{self.sequence}: pred {pred.shape} and gt {gt.shape} differ")
+        if pred.max(initial=0) > self.num_objects:
+            raise ValueError(f"{self.sequence}: predicted id {pred.max()} > num_objects {self.num_objects}")
+        for i, obj in enumerate(range(1, self.num_objects + 1)):
+            g, p = gt == obj, pred == obj
+            self.j[i].append(float(db_eval_iou(g, p)))
+            self.f[i].append(float(db_eval_boundary(g, p, bound_th=self.bound_th)))
+
+    def rows(self) -> list[dict]:
+        """``{sequence, object, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay}`` per object."""
+        out = []
+        for i in range(self.num_objects):
+            stats = [*db_statistics(np.array(self.j[i])), *db_statistics(np.array(self.f[i]))]
+            out.append({"sequence": self.sequence, "object": i + 1, **dict(zip(STAT_NAMES, stats))})
+        return out

@@ -9,7 +9,8 @@ skipped. Writes ``OUT/results.md`` and ``OUT/results.csv`` (checkpoint, backbone
 PCK@0.2, all x100), ``OUT/davis_per_object.csv``, ``OUT/vip_per_class.csv`` and the DAVIS palette PNGs in
 ``OUT/davis/<seq>/`` (check them with davis2017-evaluation: ``--results_path OUT/davis``).
 Resumable: finished videos are kept under ``OUT/records/`` and a rerun with the same checkpoint, protocol and
-options skips them (``lightning_modules.eval_store``); different settings are refused unless ``--restart``.
+options skips them (``lightning_modules.tools.eval_store``); different settings are refused unless
+``--restart``.
 Multi-device: ``--devices N`` runs a Lightning ``Trainer.test`` whose ranks each take every N-th video (the
 same sharding and exact merge as ``LabelPropagationCallback``).
 """
@@ -17,6 +18,7 @@ same sharding and exact merge as ``LabelPropagationCallback``).
 import argparse
 import csv
 import io
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -25,86 +27,22 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from callbacks.propagation_callback import gather_records, shard
-from callbacks.propagation_eval import evaluate_benchmark, load_benchmark, summarize_benchmark
-from callbacks.protocol_steps import pos_embed_rule
-from callbacks.protocols import (
-    Protocol,
-    add_protocol_arguments,
-    describe,
-    get_protocol,
-    override,
-    overrides_from_args,
-)
-from lightning_modules.eval_progress import benchmark_progress
-from lightning_modules.eval_store import ResultStore, atomic_write_text, file_digest
-from lightning_modules.feature_model import load_feature_model
+from callbacks.evaluation.benchmarks import BENCHMARKS
+from callbacks.evaluation.davis import per_object_rows
+from callbacks.evaluation.flags import add_protocol_arguments, overrides_from_args
+from callbacks.evaluation.protocols import describe, get_protocol
+from callbacks.evaluation.settings import Protocol, override
+from callbacks.evaluation.vip import vip_class_iou
+from datamodules.vip import CLASS_NAMES
+from lightning_modules.feature_models import load_feature_model
+from lightning_modules.tools.eval_launcher import EvalOptions, PropagationEvaluator
+from lightning_modules.tools.eval_store import ResultStore, atomic_write_text, file_digest
+from lightning_modules.tools.results_table import markdown_table
+from lightning_modules.tools.writable import probe_writable
 
-DIRS = {"davis": "DAVIS", "vip": "VIP", "jhmdb": "JHMDB"}
+log = logging.getLogger(__name__)
+
 COLUMNS = ("checkpoint", "backbone", "protocol", "J&F", "J", "F", "mIoU", "PCK@0.1", "PCK@0.2")
-
-
-class PropagationEvaluator(L.LightningModule):
-    """Runs every requested benchmark in ``on_test_epoch_end`` on this rank's shard and merges all ranks."""
-
-    def __init__(
-        self, extractor: torch.nn.Module, benchmarks: dict[str, list], configs: dict, args: dict, store
-    ):
-        super().__init__()
-        self.extractor = extractor
-        self.benchmarks, self.configs, self.args, self.store = benchmarks, configs, args, store
-        self.scores: dict[str, dict[str, float]] = {}
-        self.records: dict[str, list[dict]] = {}
-        self.reused = self.evaluated = 0
-
-    def test_step(self, batch, batch_idx):
-        """Nothing per batch: the work is per video, in ``on_test_epoch_end``."""
-
-    def on_test_start(self) -> None:
-        """Rank 0 checks who owns OUT (refuse / restart / resume) before any rank reads or writes it."""
-        if self.trainer.is_global_zero:
-            kept = self.store.claim()
-            if kept:
-                print(f"eval-all: resuming in {self.store.out}: {kept} finished videos are reused")
-        self.trainer.strategy.barrier()
-
-    def on_test_epoch_end(self) -> None:
-        """Evaluate this rank's videos of each benchmark; every rank enters every gather."""
-        self.extractor.eval()
-        for name, videos in self.benchmarks.items():
-            local = shard(videos, self.global_rank, self.trainer.world_size)
-            protocol = self.configs[name]
-            with (
-                torch.no_grad(),
-                pos_embed_rule(self.extractor, protocol.pos_embed),
-                benchmark_progress(
-                    name, local, self.args.get("progress", True) and self.global_rank == 0
-                ) as advance,
-            ):
-                records = [self.video_record(name, video, advance) for video in local]
-            merged = gather_records(records)
-            self.records[name] = merged
-            self.scores[name] = summarize_benchmark(name, merged)
-        print(f"eval-all (rank {self.global_rank}): {self.evaluated} videos evaluated, {self.reused} reused")
-
-    def video_record(self, name: str, video, progress) -> dict:
-        """One video's record: stored by an earlier run, or evaluated now and stored atomically."""
-        record = self.store.load(name, video.name)
-        if record is not None:
-            self.reused += 1
-            progress(len(video))
-            return record
-        partial = self.store.partial_dir(name) if name == "davis" else None
-        (record,) = evaluate_benchmark(
-            name, self.extractor.extract_features, self.extractor.feature_stride, [video],
-            self.configs[name], out_dir=partial, device=self.device, short_side=self.args["short_side"],
-            batch_frames=self.args["batch_frames"], progress=progress,
-        )  # fmt: skip
-        if partial is not None:
-            self.store.commit_predictions(name, video.name)
-        self.store.save(name, video.name, record)
-        self.evaluated += 1
-        return record
 
 
 def run_settings(args: argparse.Namespace, configs: dict) -> dict:
@@ -137,7 +75,7 @@ def propagation_configs(args: argparse.Namespace) -> dict[str, Protocol]:
     """Each benchmark's ``--protocol`` (default siammae) with the command-line overrides."""
     overrides = overrides_from_args(args)
     try:
-        return {b: override(get_protocol(args.protocol, b), **overrides) for b in DIRS}
+        return {b: override(get_protocol(args.protocol, b), **overrides) for b in BENCHMARKS}
     except ValueError as err:
         raise SystemExit(f"eval-all: {err}") from err
 
@@ -147,10 +85,7 @@ def check_writable(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise SystemExit(f"eval-all: --out {out} is a file, not a directory; give a directory path")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        probe_writable(out)
     except OSError as err:
         raise SystemExit(f"eval-all: output directory {out} is not writable ({err})") from err
 
@@ -179,21 +114,16 @@ def write_results(
     w.writerow([checkpoint, backbone, protocol] + ["" if v is None else f"{v:.3f}" for v in shown])
     atomic_write_text(out / "results.csv", table.getvalue())
     cells = ["—" if v is None else f"{v:.1f}" for v in shown]
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
-          f"| {checkpoint} | {backbone} | {protocol} | " + " | ".join(cells) + " |"]  # fmt: skip
-    (out / "results.md").write_text("\n".join(md) + "\n")
+    (out / "results.md").write_text(
+        markdown_table(COLUMNS, [[checkpoint, backbone, protocol, *cells]]) + "\n"
+    )
     if "davis" in records:
-        rows = sorted(
-            (r for rec in records["davis"] for r in rec["rows"]), key=lambda r: (r["sequence"], r["object"])
-        )
+        rows = per_object_rows(records["davis"])
         with open(out / "davis_per_object.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
     if "vip" in records:
-        from callbacks.vip_jhmdb_eval import vip_class_iou
-        from datamodules.vip import CLASS_NAMES
-
         iou = vip_class_iou(records["vip"]).tolist()
         with open(out / "vip_per_class.csv", "w", newline="") as f:
             csv.writer(f).writerows([("class", "IoU"), *zip(CLASS_NAMES, [f"{v:.4f}" for v in iou])])
@@ -240,6 +170,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_benchmarks(args: argparse.Namespace) -> dict[str, list]:
+    """The requested benchmarks found under ``--data`` (a missing folder is reported and skipped)."""
+    benchmarks = {}
+    for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
+        if name not in BENCHMARKS:
+            raise SystemExit(f"eval-all: unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        bench = BENCHMARKS[name]
+        root = Path(args.data) / bench.dir_name
+        if not root.is_dir():
+            log.warning("eval-all: skipping %s: %s not found (expected the official %s layout)", name, root,
+                        bench.dir_name)  # fmt: skip
+            continue
+        benchmarks[name] = bench.load(root, args.davis_split, args.max_videos)
+    if not benchmarks:
+        raise SystemExit(f"eval-all: no benchmark directory found under {args.data}")
+    return benchmarks
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Run eval-all; returns ``{benchmark: scores}`` and prints the results table."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -251,28 +199,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         patch_size=args.patch_size, stage=args.stage, checkpoint_key=args.checkpoint_key,
         trust=args.trust_checkpoint,
     )  # fmt: skip
-    benchmarks = {}
-    for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
-        if name not in DIRS:
-            raise SystemExit(f"eval-all: unknown benchmark {name!r}; choose from {', '.join(DIRS)}")
-        root = Path(args.data) / DIRS[name]
-        if not root.is_dir():
-            print(f"eval-all: skipping {name}: {root} not found (expected the official {DIRS[name]} layout)")
-            continue
-        benchmarks[name] = load_benchmark(name, root, args.davis_split, args.max_videos)
-    if not benchmarks:
-        raise SystemExit(f"eval-all: no benchmark directory found under {args.data}")
+    benchmarks = load_benchmarks(args)
     configs = propagation_configs(args)
-    evaluator = PropagationEvaluator(
-        extractor, benchmarks, configs,
-        {"out": str(out), "short_side": args.short_side or None, "batch_frames": args.batch_frames,
-         "progress": not args.no_progress},
-        ResultStore(out, run_settings(args, configs), args.restart),
-    )  # fmt: skip
+    options = EvalOptions(args.short_side or None, args.batch_frames, not args.no_progress)
+    store = ResultStore(out, run_settings(args, configs), args.restart)
+    evaluator = PropagationEvaluator(extractor, benchmarks, configs, store, options)
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
     )  # fmt: skip
+    # Trainer.test needs batches to run its hooks: one dummy item per device, so every rank gets one.
     trainer.test(evaluator, dataloaders=DataLoader(range(max(1, args.devices))), verbose=False)
     if trainer.is_global_zero:
         checkpoint = args.ckpt or args.weights or args.model
