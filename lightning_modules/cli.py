@@ -25,6 +25,7 @@ from callbacks.checkpointing import use_atomic_checkpoints
 from callbacks.rank_loss import RankLossWatchdog
 from lightning_modules.base import VideoSSLModule
 from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class
+from lightning_modules.tools.writable import probe_writable
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"
 
@@ -66,10 +67,7 @@ def check_output_dirs(trainer: L.Trainer) -> None:
         if "://" in str(directory):  # remote file systems: left to fsspec
             continue
         try:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            probe = Path(directory) / f".write_test_{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
+            probe_writable(directory)
         except OSError as err:
             raise SystemExit(f"fit: {what} {directory} is not writable ({err})") from err
 
