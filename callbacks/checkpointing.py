@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lightning_modules.safe_load import load_torch_file
+from callbacks.safe_load import load_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -5,7 +5,7 @@ VideoMAC, or any other ``VideoSSLModule``, and the data module). A few project t
 eval-all, study) are plain sub-commands dispatched before LightningCLI sees the arguments.
 
 ``--trust-checkpoint`` (anywhere on a ``fit|validate|test|predict`` command line) lets ``--ckpt_path`` load a
-checkpoint that needs Python globals beyond the weights-only allow-list (``lightning_modules.safe_load``);
+checkpoint that needs Python globals beyond the weights-only allow-list (``callbacks.safe_load``);
 ``CORRMAE_TRUST_CHECKPOINT=1`` in the environment does the same.
 """
 
@@ -23,8 +23,9 @@ import datamodules  # noqa: F401  (registers data modules)
 import lightning_modules  # noqa: F401  (registers SiamMAE / VideoMAC)
 from callbacks.checkpointing import use_atomic_checkpoints
 from callbacks.rank_loss import RankLossWatchdog
+from callbacks.safe_load import TRUST_FLAG, load_torch_file
 from lightning_modules.base import VideoSSLModule
-from lightning_modules.safe_load import TRUST_FLAG, load_torch_file, registered_class
+from lightning_modules.systems import registered_class
 from lightning_modules.tools.writable import probe_writable
 
 TRUST_ENV = "CORRMAE_TRUST_CHECKPOINT"

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from callbacks.checkpointing import AtomicCheckpointIO
+from callbacks.safe_load import UntrustedCheckpointError
 from lightning_modules.cli import main as cli_main
 from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
 from lightning_modules.feature_models.timm_features import TimmFeatures
-from lightning_modules.safe_load import UntrustedCheckpointError
 from lightning_modules.tools.eval_all import main as eval_all
 from lightning_modules.tools.export import main as export
 from tests.test_bad_input import REPO, tiny_siammae_checkpoint

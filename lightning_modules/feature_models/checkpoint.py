@@ -1,7 +1,7 @@
 """corrmae's own Lightning checkpoints (SiamMAE / VideoMAC) rebuilt as feature models.
 
 The class comes from the checkpoint's LightningCLI ``_class_path`` (or the caller's ``class_path``) and must
-be a registered corrmae system (``lightning_modules.safe_load.registered_class``); the hyper-parameters that
+be a registered corrmae system (``lightning_modules.systems.registered_class``); the hyper-parameters that
 class accepts rebuild it, then the weights are loaded with shape checks that name the file.
 """
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from callbacks.safe_load import load_torch_file
 from lightning_modules.base import VideoSSLModule
-from lightning_modules.safe_load import load_torch_file, registered_class, registered_systems
+from lightning_modules.systems import registered_class, registered_systems
 
 
 def check_shapes(module: nn.Module, state: dict[str, Tensor], path: Path, target: str) -> None:

@@ -12,10 +12,10 @@ import timm
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from callbacks.safe_load import load_state_file
 from lightning_modules.components import vit
 from lightning_modules.feature_models.checkpoint import check_shapes
 from lightning_modules.feature_models.weight_layouts import encoder_state_dict
-from lightning_modules.safe_load import load_state_file
 
 
 def encoder_state(obj: object, path: Path | str, checkpoint_key: str | None = None) -> dict[str, Tensor]:

@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from callbacks.safe_load import TRUST_FLAG, load_torch_file
 from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
-from lightning_modules.safe_load import TRUST_FLAG, load_torch_file
 
 
 def siammae_encoder(module) -> tuple[nn.Module, dict, dict]:

@@ -6,7 +6,11 @@ the moment it is opened. Every corrmae entry point (eval-all ``--weights`` / ``-
 classes that corrmae's, Lightning's and the DINO / MAE releases' own checkpoints contain. Anything else is
 refused with an error naming the file, the offending globals and the opt-in flag ``--trust-checkpoint``;
 only that flag (``trust=True``) falls back to a full unpickle, for files the user trusts. The class path a
-checkpoint records is never imported: it may only name a registered corrmae system (``registered_class``).
+checkpoint records is never imported: it may only name a registered corrmae system
+(``lightning_modules.systems.registered_class``).
+
+Why it lives in ``callbacks/``: the checkpoint plugin (``checkpointing.py``) loads through it, and keeping it
+free of the systems keeps the packages layered: ``datamodules`` <- ``callbacks`` <- ``lightning_modules``.
 """
 
 import argparse
@@ -19,11 +23,7 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.data import AttributeDict
 
-from lightning_modules.siammae import SiamMAE
-from lightning_modules.videomac import VideoMAC
-
 TRUST_FLAG = "--trust-checkpoint"
-SYSTEMS = (SiamMAE, VideoMAC)  # the only classes a checkpoint may ask to be rebuilt as
 
 
 def safe_globals() -> list[type]:
@@ -101,24 +101,3 @@ def load_state_file(path: str | Path, trust: bool = False) -> Any:
         except (SafetensorError, OSError, ValueError) as err:
             raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
     return load_torch_file(path, trust)
-
-
-def registered_systems() -> dict[str, type]:
-    """The corrmae training systems by class name: the only classes a checkpoint may ask to be rebuilt as."""
-    return {cls.__name__: cls for cls in SYSTEMS}
-
-
-def registered_class(class_path: str, source: str | Path) -> type:
-    """The registered system that ``class_path`` names; anything else is refused, never imported.
-
-    Accepted spellings: ``SiamMAE``, ``lightning_modules.SiamMAE``, ``lightning_modules.siammae.SiamMAE``.
-    """
-    systems = registered_systems()
-    module, _, name = class_path.rpartition(".")
-    cls = systems.get(name)
-    if cls is None or module not in ("", "lightning_modules", cls.__module__):
-        raise ValueError(
-            f"{source}: class path {class_path!r} is not a registered corrmae system "
-            f"({', '.join(sorted(systems))}); refusing to import it"
-        )
-    return cls
