@@ -159,7 +159,7 @@ def test_fast_dev_run_through_cli(tmp_path, repo_root):
 
 
 def test_shared_arguments_are_hparams_and_survive_the_checkpoint_loader(tmp_path):
-    from lightning_modules.feature_extractors import load_corrmae_checkpoint
+    from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
 
     m = tiny(weight_decay=0.1, mask_seed=7, base_lr=1e-3, feature_layer=1, nonfinite="raise")
     assert (m.hparams.weight_decay, m.hparams.mask_seed, m.hparams.warmup_epochs) == (0.1, 7, 40.0)
