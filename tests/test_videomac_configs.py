@@ -21,7 +21,7 @@ def test_paper_configs_use_the_official_encoders(name):
 
 
 def test_print_config_shows_the_official_encoder(capsys):
-    """The issue's check: ``fit --config configs/videomac_rn50.yaml --print_config``."""
+    """How a user sees the resolved recipe: ``fit --config configs/videomac_rn50.yaml --print_config``."""
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(CONFIGS / "videomac_rn50.yaml"), "--print_config"])
     printed = capsys.readouterr().out

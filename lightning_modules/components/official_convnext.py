@@ -101,7 +101,7 @@ class VideoMACConvNeXtV2(nn.Module):
         depths, dims = CONVNEXTS[model_name]
         self.model_name, self.output_stride, self.reduction = model_name, 32, 32
         self.grn_batch_global = grn_batch_global
-        self.num_features, self.stage_channels = dims[-1], tuple(dims)
+        self.num_features = dims[-1]
         self.downsample_layers = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0], eps=1e-6))]
         )
