@@ -143,10 +143,6 @@ class VideoMACConvNeXtV2(nn.Module):
             x = masked_layer_norm(getattr(self, f"norm{i}"), x, sm)
         return x
 
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """State dict with the official converted key names (``tools/convert_pth.py``)."""
-        return self.state_dict()
-
     @torch.no_grad()
     def init_weights(self, scheme: str = "official") -> None:
         """Initialise as the official code (``official``) or with std 0.02 everywhere (``standard``).
