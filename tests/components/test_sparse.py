@@ -4,11 +4,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from jsonargparse import ArgumentParser
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
 from lightning_modules.components.sparse import SparseMask, masked_batch_norm, masked_grn, masked_layer_norm
-from lightning_modules.components.sparse_backends import build_sparse_encoder, check_backend
+from lightning_modules.components.sparse_backends import SparseBackend, build_sparse_encoder, check_backend
 
 ENCODERS = ["resnet18", "convnextv2_atto"]
 
@@ -219,10 +220,6 @@ def test_minkowski_backend_of_older_configs_says_what_to_use():
 
 
 def test_cli_rejects_the_minkowski_backend():
-    from jsonargparse import ArgumentParser
-
-    from lightning_modules.components.sparse_backends import SparseBackend
-
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--sparse_backend", type=SparseBackend)
     assert parser.parse_args(["--sparse_backend=dense_masked"]).sparse_backend == "dense_masked"
