@@ -7,7 +7,7 @@ directory, fsyncs it, ``os.replace``-s it over the target (atomic on POSIX withi
 fsyncs the directory. A crash at any point leaves the previous checkpoint intact; only a stray
 ``.<name>.tmp-<pid>`` file can remain. The corrmae CLI installs it by default (``use_atomic_checkpoints``).
 
-Loading (``fit --ckpt_path``) is weights-only with corrmae's allow-list (``lightning_modules.safe_load``): a
+Loading (``fit --ckpt_path``) is weights-only with corrmae's allow-list (``callbacks.safe_load``): a
 checkpoint that needs other Python globals is refused unless the CheckpointIO was built with ``trust=True``
 (the CLI's ``--trust-checkpoint``).
 """

@@ -1,5 +1,5 @@
 """corrmae data modules and readers."""
 
-from datamodules.frame_pairs import FramePairDataModule, FramePairDataset  # noqa: E402
+from datamodules.frame_pairs import FramePairDataModule, FramePairDataset
 
 __all__ = ["FramePairDataModule", "FramePairDataset"]

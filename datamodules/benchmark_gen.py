@@ -1,4 +1,4 @@
-"""Small generated benchmarks in the official DAVIS-2017, VIP and JHMDB layouts (demo data and test fixtures).
+"""A small generated benchmark in the official DAVIS-2017 layout (demo data; tests use it too).
 
 ``python -m datamodules.benchmark_gen --out data/demo/davis --seed 0`` writes a DAVIS-format benchmark built
 on ``render_scene`` (textured objects with real motion, occlusion and scale change): JPEG frames, palette
@@ -18,7 +18,7 @@ from datamodules.davis import voc_palette, write_palette_png
 from datamodules.synthetic import render_scene
 
 
-def _scene_seed(seed: int, *key: int) -> int:
+def scene_seed(seed: int, *key: int) -> int:
     """A well-mixed 32-bit seed for sub-stream ``key`` of ``seed``."""
     return int(np.random.SeedSequence([seed, *key]).generate_state(1)[0])
 
@@ -32,7 +32,7 @@ def visible_scene(
     lower the object count.
     """
     for attempt in range(100):
-        frames, masks = render_scene(_scene_seed(seed, attempt), num_frames, size, num_objects)
+        frames, masks = render_scene(scene_seed(seed, attempt), num_frames, size, num_objects)
         counts = np.bincount(masks[0].ravel(), minlength=num_objects + 1)
         if (counts[1:] >= min_pixels).all():
             return frames, masks
@@ -68,9 +68,9 @@ def write_davis_benchmark(
     for i in range(num_val + num_tune):
         split = "val" if i < num_val else "tune"
         name = f"synth-{split}-{i:02d}"
-        rng = np.random.default_rng(_scene_seed(seed, 1_000_000 + i))
+        rng = np.random.default_rng(scene_seed(seed, 1_000_000 + i))
         frames, masks = visible_scene(
-            _scene_seed(seed, i), num_frames, size, int(rng.integers(1, max_objects + 1))
+            scene_seed(seed, i), num_frames, size, int(rng.integers(1, max_objects + 1))
         )
         for t, (frame, mask) in enumerate(zip(frames, masks)):
             path = out / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"
@@ -106,70 +106,8 @@ def ensure_davis_benchmark(root: str | Path, seed: int = 0, num_val: int = 12, n
     return root
 
 
-def write_vip_fixture(
-    out: str | Path, seed: int = 0, num_videos: int = 2, num_frames: int = 5, size: tuple[int, int] = (64, 48)
-) -> Path:
-    """Write a tiny VIP-format dataset (``VIP_Fine/Images``, ``Annotations/Category_ids``, ``lists``).
-
-    Objects become body-part classes (hair 2, upper-clothes 4, pants 8); 25-frame-spaced 12-digit names.
-    """
-    root = Path(out) / "VIP_Fine"
-    classes = np.array([0, 2, 4, 8], dtype=np.uint8)
-    names = []
-    for v in range(num_videos):
-        frames, masks = visible_scene(_scene_seed(seed, v), num_frames, size, 3)
-        name = f"videos{v + 1}"
-        for t, (frame, mask) in enumerate(zip(frames, masks)):
-            stem = f"{1 + 25 * t:012d}"
-            (root / "Images" / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(frame).save(root / "Images" / name / f"{stem}.jpg", quality=95)
-            (root / "Annotations" / "Category_ids" / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(classes[mask]).save(root / "Annotations" / "Category_ids" / name / f"{stem}.png")
-        names.append(name)
-    (root / "lists").mkdir(parents=True, exist_ok=True)
-    (root / "lists" / "val_videos.txt").write_text("".join(f"{n}\n" for n in names))
-    return root
-
-
-def write_jhmdb_fixture(
-    out: str | Path, seed: int = 0, num_videos: int = 2, num_frames: int = 5, size: tuple[int, int] = (60, 80)
-) -> Path:
-    """Write a tiny JHMDB-format dataset: PNG frames, ``joint_positions.mat`` and ``testlist_split1.txt``.
-
-    The 15 joints ride on a moving object (fixed offsets from its centroid, scaled by its size), stored as
-    MATLAB 1-based ``pos_img`` (2, 15, T) like the real annotations.
-    """
-    from scipy.io import savemat
-
-    root = Path(out)
-    offsets = np.random.default_rng(seed).uniform(-0.8, 0.8, (15, 2))  # (joints, xy) in object radii
-    lines = []
-    for v in range(num_videos):
-        frames, masks = visible_scene(_scene_seed(seed, v), num_frames, size, 1, min_pixels=40)
-        action, video = ("wave", "run")[v % 2], f"clip_{v}"
-        img_dir = root / "Rename_Images" / action / video
-        img_dir.mkdir(parents=True, exist_ok=True)
-        pos = np.zeros((2, 15, num_frames))
-        for t, (frame, mask) in enumerate(zip(frames, masks)):
-            Image.fromarray(frame).save(img_dir / f"{t + 1:05d}.png")
-            ys, xs = np.nonzero(mask == 1)
-            centre = np.array([xs.mean(), ys.mean()]) if len(xs) else np.array([size[1] / 2, size[0] / 2])
-            radius = np.sqrt(max(len(xs), 1) / np.pi)
-            pos[:, :, t] = (centre + offsets * radius).T + 1.0  # MATLAB 1-based pixels
-        mat = root / "joint_positions" / action / video / "joint_positions.mat"
-        mat.parent.mkdir(parents=True, exist_ok=True)
-        savemat(mat, {"pos_img": pos})
-        # UVC/CropMAE list format: "<mat> <image dir>" with the author's absolute prefix.
-        lines.append(
-            f"/data/JHMDB/joint_positions/{action}/{video}/joint_positions.mat "
-            f"/data/JHMDB/Rename_Images/{action}/{video}\n"
-        )
-    (root / "testlist_split1.txt").write_text("".join(lines))
-    return root
-
-
 def main(argv: list[str] | None = None) -> None:
-    """CLI: write a DAVIS-format benchmark (and optionally VIP/JHMDB fixtures next to it)."""
+    """CLI: write a DAVIS-format benchmark."""
     p = argparse.ArgumentParser(
         prog="python -m datamodules.benchmark_gen", description=__doc__.split("\n")[0]
     )

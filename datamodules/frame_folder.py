@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.readers import IMAGE_EXTENSIONS, VideoReadError, _check_indices
+from datamodules.reader_checks import IMAGE_EXTENSIONS, VideoReadError, check_indices
 
 
 def _natural_key(name: str) -> list:
@@ -77,7 +77,7 @@ class FrameFolderReader:
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` as uint8 (T, H, W, 3)."""
-        idx = _check_indices(self.path, indices, self.num_frames)
+        idx = check_indices(self.path, indices, self.num_frames)
         out = []
         for i in idx:
             file = self._file(i)
@@ -93,7 +93,7 @@ class FrameFolderReader:
         """The undecoded JPEG files at ``indices`` as uint8 1-D tensors (``decode_on: gpu``)."""
         import torch
 
-        idx = _check_indices(self.path, indices, self.num_frames)
+        idx = check_indices(self.path, indices, self.num_frames)
         out = []
         for i in idx:
             file = self._file(i)

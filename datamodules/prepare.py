@@ -146,11 +146,8 @@ def prepare(
         convert: the per-video converter (tests pass one that crashes the process on a marker file).
         progress: show a rich progress bar with ETA.
     """
+    _check_options(shard, short_side, keyint)
     k, n = shard
-    if not 0 <= k < n:
-        raise ValueError(f"--shard {k}/{n}: need 0 <= K < N")
-    if short_side < 2 or keyint < 1:
-        raise ValueError(f"--short-side {short_side} and --keyint {keyint} must be >= 2 and >= 1")
     root, out = Path(root).resolve(), Path(out).resolve()
     pairs = plan(root, out, fmt, extensions, shard)
     todo = [(src, dst) for src, dst in pairs if not dst.exists()]
@@ -162,22 +159,35 @@ def prepare(
     with _progress() if progress else _NoProgress() as bar, open(ledger, "a", newline="") as done:
         task = bar.add_task(f"prepare {fmt} {k}/{n}", total=len(pairs), completed=summary.skipped_done)
         for (src, _), result in isolated_map(job, todo, workers):
-            if isinstance(result, IndexRow):
-                rel = Path(result.path).relative_to(out).as_posix()
-                csv.writer(done).writerow((rel, result.num_frames, f"{result.fps:.6g}", result.width,
-                                           result.height))  # fmt: skip
-                done.flush()  # a kill loses at most the line being written
-                summary.converted += 1
-            else:
-                reason = result.reason if isinstance(result, (VideoReadError, Crashed)) else str(result)
-                log.warning("not converted: %s: %s", src, reason)
-                summary.failures.append((str(src), reason))
+            _record(src, result, out, done, summary)
             bar.advance(task)
     summary.bytes_in = sum(src.stat().st_size for src, _ in pairs if src.exists())
     summary.bytes_out = sum(_size(dst) for _, dst in pairs)
     write_failures(out / ("failures.csv" if n == 1 else f"failures-{k}-of-{n}.csv"), summary.failures)
     _write_prepared_index(out, fmt, gap_min, summary)
     return summary
+
+
+def _check_options(shard: tuple[int, int], short_side: int, keyint: int) -> None:
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"--shard {k}/{n}: need 0 <= K < N")
+    if short_side < 2 or keyint < 1:
+        raise ValueError(f"--short-side {short_side} and --keyint {keyint} must be >= 2 and >= 1")
+
+
+def _record(src: Path, result, out: Path, done, summary: PrepareSummary) -> None:
+    """Append a converted video to the open ledger ``done``, or log and count why it was not converted."""
+    if isinstance(result, IndexRow):
+        rel = Path(result.path).relative_to(out).as_posix()
+        csv.writer(done).writerow((rel, result.num_frames, f"{result.fps:.6g}", result.width,
+                                   result.height))  # fmt: skip
+        done.flush()  # a kill loses at most the line being written
+        summary.converted += 1
+    else:
+        reason = result.reason if isinstance(result, (VideoReadError, Crashed)) else str(result)
+        log.warning("not converted: %s: %s", src, reason)
+        summary.failures.append((str(src), reason))
 
 
 class _NoProgress:

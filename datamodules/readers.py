@@ -11,65 +11,38 @@ import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
+from datamodules.frame_folder import FrameFolderReader
+from datamodules.reader_checks import (
+    IMAGE_EXTENSIONS,
+    BackendUnavailableError,
+    VideoReader,
+    VideoReadError,
+    check_file,
+    check_indices,
+    import_backend,
+)
+from datamodules.torchcodec_reader import INSTALL_HINT, TorchCodecReader, torchcodec_available
+
+__all__ = [  # the readers' public face: the shared errors and checks are defined in reader_checks
+    "IMAGE_EXTENSIONS",
+    "Backend",
+    "BackendUnavailableError",
+    "DecordReader",
+    "FrameFolderReader",
+    "PyAVReader",
+    "TorchCodecReader",
+    "VideoReadError",
+    "VideoReader",
+    "auto_video_backend",
+    "decord_available",
+    "open_reader",
+]
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "torchcodec", "decord", "pyav", "frames"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-class VideoReadError(RuntimeError):
-    """A video or frame file that cannot be opened or decoded (corrupt, truncated, empty, missing)."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-    def __reduce__(self):  # pickled across worker processes: rebuild from both fields, not the message
-        return type(self), (self.path, self.reason)
-
-
-class BackendUnavailableError(ImportError):
-    """The requested optional decoding backend is not installed."""
-
-
-class VideoReader(Protocol):
-    """What the frame-pair dataset needs from a video: its length, frame rate and batched random access."""
-
-    path: str
-    num_frames: int
-    fps: float
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` (any order, repeats allowed) as uint8 (T, H, W, 3) RGB, in one call."""
-        ...
-
-
-def _import_backend(name: str, install_hint: str):
-    """Import an optional decoder, or raise an error that says what to install."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise BackendUnavailableError(f"backend {name!r} is not installed: {install_hint}") from e
-
-
-def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise VideoReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise VideoReadError(path, "empty file (0 bytes)")
-
-
-def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> list[int]:
-    idx = [int(i) for i in indices]
-    if not idx:
-        raise ValueError(f"{path}: read() needs at least one index")
-    bad = [i for i in idx if not 0 <= i < num_frames]
-    if bad:
-        raise VideoReadError(path, f"frame indices {bad} out of range for {num_frames} frames")
-    return idx
 
 
 # ---------------------------------------------------------------- decord
@@ -81,11 +54,11 @@ class DecordReader:
     """
 
     def __init__(self, path: str | Path, num_frames: int | None = None, num_threads: int = 1) -> None:
-        decord = _import_backend(
+        decord = import_backend(
             "decord", "pip install decord (Linux x86_64 wheels only), or use backend='pyav'"
         )
         self.path = str(path)
-        _check_file(Path(path))
+        check_file(Path(path))
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
             reported = len(self._vr)
@@ -96,7 +69,7 @@ class DecordReader:
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` as uint8 (T, H, W, 3)."""
-        idx = _check_indices(self.path, indices, self.num_frames)
+        idx = check_indices(self.path, indices, self.num_frames)
         try:
             return self._vr.get_batch(idx).asnumpy()
         except Exception as e:
@@ -116,9 +89,9 @@ class PyAVReader:
     """
 
     def __init__(self, path: str | Path, num_frames: int | None = None, seek_threshold: int = 64) -> None:
-        av = _import_backend("av", "pip install av")
+        av = import_backend("av", "pip install av")
         self.path, self._seek_threshold = str(path), seek_threshold
-        _check_file(Path(path))
+        check_file(Path(path))
         try:
             self._container = av.open(self.path)
             self._stream = self._container.streams.video[0]
@@ -157,13 +130,13 @@ class PyAVReader:
                 return frame.to_ndarray(format="rgb24"), current
             if current > target:
                 return None, current
-        return None, None  # end of stream
+        return None, None  # the stream ended first: read() reports the target as undecodable
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` as uint8 (T, H, W, 3)."""
         import av
 
-        idx = _check_indices(self.path, indices, self.num_frames)
+        idx = check_indices(self.path, indices, self.num_frames)
         found: dict[int, np.ndarray] = {}
         targets, frames, current = sorted(set(idx)), iter(()), None
         try:
@@ -186,10 +159,6 @@ class PyAVReader:
 
 
 # ---------------------------------------------------------------- factory
-# Imported here, after the names that frame_folder takes from this module exist (a cycle otherwise).
-from datamodules.frame_folder import FrameFolderReader  # noqa: E402
-
-
 def decord_available() -> bool:
     """Whether decord imports (it has wheels for Linux x86_64 only)."""
     try:
@@ -206,8 +175,6 @@ def auto_video_backend() -> str:
     torchcodec (maintained, fastest in ``make bench``) when it and FFmpeg's libraries load, else decord,
     else PyAV. The fallback is logged once per process.
     """
-    from datamodules.torchcodec_reader import INSTALL_HINT, torchcodec_available
-
     if torchcodec_available():
         return "torchcodec"
     fallback = "decord" if decord_available() else "pyav"
@@ -242,8 +209,6 @@ def open_reader(
     if path.is_dir():
         raise VideoReadError(path, f"backend {backend!r} reads video files, but this is a directory")
     if backend == "torchcodec":
-        from datamodules.torchcodec_reader import TorchCodecReader
-
         return TorchCodecReader(path, num_frames=num_frames)
     if backend == "decord":
         return DecordReader(path, num_frames=num_frames)

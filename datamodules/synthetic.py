@@ -79,7 +79,7 @@ def _object_tracks(rng: np.random.Generator, num_frames: int, size: tuple[int, i
     """Per-frame centre, radii and angle of one object (each array has length T)."""
     h, w = size
     t = np.arange(num_frames, dtype=np.float64)
-    base = rng.uniform(0.12, 0.22) * min(h, w)  # radius in pixels
+    radius_px = rng.uniform(0.12, 0.22) * min(h, w)
     aspect = rng.uniform(0.6, 1.4)
     # Scale change: a slow sinusoid of +-30 % so objects visibly grow and shrink over a clip.
     scale = 1.0 + 0.3 * np.sin(2 * np.pi * t / rng.uniform(40, 90) + rng.uniform(0, 2 * np.pi))
@@ -92,8 +92,8 @@ def _object_tracks(rng: np.random.Generator, num_frames: int, size: tuple[int, i
     return {
         "cx": _bounce(cx, 0.1 * w, 0.9 * w),
         "cy": _bounce(cy, 0.1 * h, 0.9 * h),
-        "ry": base * scale * aspect,
-        "rx": base * scale / aspect,
+        "ry": radius_px * scale * aspect,
+        "rx": radius_px * scale / aspect,
         "angle": rng.uniform(0, 2 * np.pi) + rng.uniform(-0.03, 0.03) * t,
     }
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.reader_checks import BackendUnavailableError, VideoReadError, check_file, check_indices
+
 INSTALL_HINT = (
     "pip install 'corrmae[torchcodec]', plus FFmpeg's shared libraries (4 to 9): on Debian 12 "
     "`apt-get install libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 "
@@ -25,8 +27,6 @@ INSTALL_HINT = (
 
 def import_torchcodec_decoders():
     """``torchcodec.decoders``, or ``BackendUnavailableError`` naming what to install."""
-    from datamodules.readers import BackendUnavailableError
-
     try:
         return importlib.import_module("torchcodec.decoders")
     except Exception as e:  # ImportError: not installed; RuntimeError/OSError: no FFmpeg .so
@@ -46,11 +46,9 @@ class TorchCodecReader:
     """
 
     def __init__(self, path: str | Path, num_frames: int | None = None, seek_mode: str | None = None) -> None:
-        from datamodules.readers import VideoReadError, _check_file
-
         decoders = import_torchcodec_decoders()
         self.path = str(path)
-        _check_file(Path(path))
+        check_file(Path(path))
         mode = seek_mode or ("approximate" if num_frames is not None else "exact")
         try:
             self._decoder = decoders.VideoDecoder(
@@ -67,9 +65,7 @@ class TorchCodecReader:
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` as uint8 (T, H, W, 3)."""
-        from datamodules.readers import VideoReadError, _check_indices
-
-        idx = _check_indices(self.path, indices, self.num_frames)
+        idx = check_indices(self.path, indices, self.num_frames)
         try:
             return self._decoder.get_frames_at(idx).data.numpy()  # (T, H, W, 3)
         except Exception as e:
@@ -79,8 +75,6 @@ class TorchCodecReader:
 
 def torchcodec_available() -> bool:
     """Whether torchcodec and FFmpeg's shared libraries load."""
-    from datamodules.readers import BackendUnavailableError
-
     try:
         import_torchcodec_decoders()
     except BackendUnavailableError:

@@ -281,9 +281,9 @@ def test_split_entry_with_path_separator_or_dotdot(tmp_path, davis, entry):
 
 
 def test_vip_and_jhmdb_list_entries_cannot_leave_out(tmp_path):
-    from datamodules.benchmark_gen import write_jhmdb_fixture, write_vip_fixture
     from datamodules.jhmdb import load_jhmdb
     from datamodules.vip import load_vip
+    from tests.helpers.benchmark_fixtures import write_jhmdb_fixture, write_vip_fixture
 
     vip = write_vip_fixture(tmp_path / "VIP", num_videos=1, num_frames=2, size=(32, 32))
     (vip / "lists/val_videos.txt").write_text("..\n")

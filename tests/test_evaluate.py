@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.benchmark_gen import write_davis_benchmark, write_jhmdb_fixture, write_vip_fixture
+from datamodules.benchmark_gen import write_davis_benchmark
 from datamodules.davis import voc_palette, write_palette_png
 from lightning_modules.tools.eval_all import main
+from tests.helpers.benchmark_fixtures import write_jhmdb_fixture, write_vip_fixture
 
 
 def _static_block_davis(root, frames=4, size=(48, 64)):

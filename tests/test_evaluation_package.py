@@ -14,13 +14,14 @@ from callbacks.evaluation.protocols import get_protocol
 from callbacks.evaluation.settings import BENCHMARK_NAMES, knob_types
 from callbacks.evaluation.tuning import feature_layer, layer_choices
 from callbacks.propagation_callback import LabelPropagationCallback
-from datamodules.benchmark_gen import write_davis_benchmark, write_jhmdb_fixture, write_vip_fixture
+from datamodules.benchmark_gen import write_davis_benchmark
 from lightning_modules import SiamMAE
 from lightning_modules.feature_models.checkpoint import load_corrmae_checkpoint
 from lightning_modules.feature_models.pixels import PixelFeatures
 from lightning_modules.feature_models.timm_features import TimmFeatures
 from lightning_modules.tools.results_table import markdown_table
 from lightning_modules.tools.writable import probe_writable
+from tests.helpers.benchmark_fixtures import write_jhmdb_fixture, write_vip_fixture
 from tests.test_bad_input import tiny_siammae_checkpoint
 
 

@@ -203,9 +203,9 @@ def test_cli_flags_derive_from_the_dataclasses():
 def test_crw_scores_the_round_tripped_frame_zero_on_vip(tmp_path):
     from callbacks.evaluation.metrics import ConfusionMIoU
     from callbacks.evaluation.vip import evaluate_vip
-    from datamodules.benchmark_gen import write_vip_fixture
     from datamodules.vip import load_vip
     from lightning_modules.feature_models.pixels import PixelFeatures
+    from tests.helpers.benchmark_fixtures import write_vip_fixture
 
     write_vip_fixture(tmp_path, num_videos=1, num_frames=3)
     video = load_vip(tmp_path)[0]

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from datamodules.benchmark_gen import write_jhmdb_fixture, write_vip_fixture
 from datamodules.jhmdb import NUM_JOINTS, load_jhmdb
 from datamodules.vip import load_vip
+from tests.helpers.benchmark_fixtures import write_jhmdb_fixture, write_vip_fixture
 
 
 def test_vip_reader(tmp_path):

@@ -89,6 +89,6 @@ class ConvDecoder(nn.Module):
         x = self.proj(x)  # (B, D, h, w)
         if mask is not None:
             m = mask.to(x.dtype)
-            x = x * (1.0 - m) + self.mask_token.to(x.dtype) * m  # token at masked cells
+            x = x * (1.0 - m) + self.mask_token.to(x.dtype) * m  # the encoder left zeros there
         x = self.pred(self.blocks(x))  # (B, p*p*3, h, w)
         return x.flatten(2).transpose(1, 2)  # (B, L, p*p*3)

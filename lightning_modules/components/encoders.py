@@ -29,7 +29,7 @@ def build_encoder(
         variant: ``official`` = the authors' LN/GELU patchify-stem ResNet and ConvNeXt-V2 with per-stage
             norms (state dicts as their ``convert_pth.py`` writes); ``timm`` = timm's BatchNorm ResNet /
             ConvNeXt-V2.
-        backend: ``dense_masked`` or ``minkowski`` (import-gated; see ``sparse_backends.check_backend``).
+        backend: ``dense_masked``, the only one (see ``sparse_backends.check_backend``).
         output_stride: 32, or 16 / 8 (dilated, dense use; not for the official ConvNeXt).
         drop_path_rate: stochastic depth.
         grn_batch_global: ConvNeXt GRN statistic over the batch's visible sites (MinkowskiEngine).

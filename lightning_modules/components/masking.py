@@ -68,7 +68,7 @@ def sample_shuffle(
         keep = grid_keep_ids(grid, mask_ratio, device)
         is_kept = torch.zeros(L, dtype=torch.bool, device=device)
         is_kept[keep] = True
-        order = torch.cat([keep, (~is_kept).nonzero().squeeze(1)])  # kept ids first, then masked
+        order = torch.cat([keep, (~is_kept).nonzero().squeeze(1)])  # (L,): first len_keep kept
         return order.unsqueeze(0).expand(batch, L).contiguous(), keep.numel()
     raise ValueError(f"unknown mask pattern {pattern!r}")
 

@@ -101,7 +101,7 @@ class VideoMACConvNeXtV2(nn.Module):
         depths, dims = CONVNEXTS[model_name]
         self.model_name, self.output_stride, self.reduction = model_name, 32, 32
         self.grn_batch_global = grn_batch_global
-        self.num_features, self.stage_channels = dims[-1], tuple(dims)
+        self.num_features = dims[-1]
         self.downsample_layers = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0], eps=1e-6))]
         )
@@ -142,10 +142,6 @@ class VideoMACConvNeXtV2(nn.Module):
                 x = blk(x, sm, batch_global)
             x = masked_layer_norm(getattr(self, f"norm{i}"), x, sm)
         return x
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """State dict with the official converted key names (``tools/convert_pth.py``)."""
-        return self.state_dict()
 
     @torch.no_grad()
     def init_weights(self, scheme: str = "official") -> None:

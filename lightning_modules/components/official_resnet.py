@@ -141,7 +141,6 @@ class VideoMACResNet(nn.Module):
             blocks += [block(cin, planes, 1, None, dilation, dilation) for _ in range(1, n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_features = cin
-        self.stage_channels = tuple(64 * 2**i * block.expansion for i in range(4))
 
     def layers(self) -> list[nn.Sequential]:
         """The four residual stages."""
@@ -164,10 +163,6 @@ class VideoMACResNet(nn.Module):
             for blk in layer:
                 x = blk(x, sm)
         return x
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """State dict with the official converted key names (``tools/convert_pth.py``)."""
-        return self.state_dict()
 
     @torch.no_grad()
     def init_weights(self, scheme: str = "official") -> None:

@@ -56,11 +56,6 @@ def upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def masked_conv(conv: nn.Module, x: Tensor, sm: SparseMask | None) -> Tensor:
-    """Run a dense conv on a map that is zero at masked sites, then zero its masked outputs (sparse conv)."""
-    return apply_mask(conv(x), sm)
-
-
 def masked_batch_norm(bn: nn.BatchNorm2d, x: Tensor, sm: SparseMask | None) -> Tensor:
     """BatchNorm2d whose batch statistics come from visible sites only; output is zero at masked sites.
 
@@ -84,7 +79,7 @@ def masked_batch_norm(bn: nn.BatchNorm2d, x: Tensor, sm: SparseMask | None) -> T
     vis = sm.like(x)  # (B, 1, H, W)
     use_batch_stats = bn.training or bn.running_mean is None
     if use_batch_stats:
-        n = vis.sum().clamp_min(1.0)  # visible sites over the whole batch
+        n = vis.sum().clamp_min(1.0)  # BatchNorm pools over the batch too; clamp: an all-masked batch
         x_vis = x * vis
         mean = x_vis.sum(dim=(0, 2, 3)) / n  # (C,)
         centred = (x - mean.view(1, -1, 1, 1)) * vis

@@ -7,32 +7,27 @@ from torch import nn
 from lightning_modules.components.sparse_convnext import SparseConvNeXt
 from lightning_modules.components.sparse_resnet import SparseResNet
 
-SparseBackend = Literal["dense_masked", "minkowski"]
+# One choice: the masked-dense emulation. The key stays so that configs name how the sparse convolution is
+# computed; MinkowskiEngine's own sparse tensors would compute the same function.
+SparseBackend = Literal["dense_masked"]
 
 
 def check_backend(backend: str) -> None:
-    """Validate ``sparse_backend``; the MinkowskiEngine backend is optional and import-gated.
+    """Validate ``sparse_backend`` (calls from Python bypass the CLI's check of the ``Literal``).
 
     Raises:
-        ValueError: unknown backend name.
-        ImportError: ``minkowski`` selected but the ``MinkowskiEngine`` package is not installed.
-        NotImplementedError: MinkowskiEngine is importable (no corrmae ME encoders exist yet).
+        ValueError: any name but ``dense_masked``; ``minkowski`` (accepted by older versions, where it
+            always raised) gets its own message.
     """
     if backend == "dense_masked":
         return
-    if backend != "minkowski":
-        raise ValueError(f"sparse_backend must be 'dense_masked' or 'minkowski', got {backend!r}")
-    try:
-        import MinkowskiEngine  # noqa: F401
-    except ImportError as err:
-        raise ImportError(
-            "sparse_backend='minkowski' needs the optional package 'MinkowskiEngine' (and its CUDA build), "
-            "which is not installed; use sparse_backend='dense_masked' (the same function in pure PyTorch)."
-        ) from err
-    raise NotImplementedError(
-        "MinkowskiEngine is importable, but corrmae ships no MinkowskiEngine encoders; "
-        "sparse_backend='dense_masked' computes the same function (tests/components/test_sparse.py)."
-    )
+    if backend == "minkowski":
+        raise ValueError(
+            "sparse_backend='minkowski' is not available: corrmae has no MinkowskiEngine encoders. "
+            "sparse_backend='dense_masked' computes the same function in pure PyTorch "
+            "(tests/components/test_official_encoders.py checks it against a direct sparse reference)."
+        )
+    raise ValueError(f"sparse_backend must be 'dense_masked', got {backend!r}")
 
 
 def build_sparse_encoder(

@@ -56,7 +56,6 @@ class SparseConvNeXt(nn.Module):
         self.output_stride = output_stride
         self.grn_batch_global = grn_batch_global
         self.num_features = self.model.num_features
-        self.stage_channels = tuple(int(s.blocks[-1].norm.weight.numel()) for s in self.model.stages)
         self.reduction = 32
         for blk in self.blocks():
             if not isinstance(blk.shortcut, nn.Identity):

@@ -10,9 +10,9 @@ walks its modules with an explicit :class:`~lightning_modules.components.sparse.
 * the stem max-pool is exact on the non-negative ReLU output but spreads values into masked sites, so it
   re-masks.
 
-With ``mask=None`` the forward is the dense timm network, op for op. This is the standard BatchNorm ResNet
-(the issue's choice, matching the paper's Table 2 counts); the official code's LayerNorm/GELU patchify-stem
-"ResNet" is not reproduced (documented deviation).
+With ``mask=None`` the forward is the dense timm network, op for op. This is timm's standard BatchNorm
+ResNet (``encoder_variant: timm``); the official code's LayerNorm/GELU patchify-stem ResNet is
+``official_resnet.py``.
 """
 
 import timm
@@ -58,9 +58,6 @@ class SparseResNet(nn.Module):
         self.model_name = model_name
         self.output_stride = output_stride
         self.num_features = self.model.num_features
-        self.stage_channels = tuple(
-            getattr(self.model, f"layer{i}")[-1].conv1.in_channels for i in (2, 3, 4)
-        ) + (self.num_features,)
         self.reduction = 32
         self._check_supported()
 

@@ -184,16 +184,3 @@ def cls_attention_maps(
     logits = (q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)  # (B, nh, 1, N)
     weights = F.softmax(logits, dim=-1)[:, :, 0, 1:]  # (B, nh, L): drop the [CLS] key
     return weights.reshape(B, attn.num_heads, h, w)  # (B, nh, h, w)
-
-
-def timm_state_dict(vit: VisionTransformer, num_classes: int = 0) -> dict[str, Tensor]:
-    """The encoder's weights for ``timm.create_model(name, num_classes=num_classes)`` (strict loading).
-
-    With ``num_classes > 0`` a zero classifier head is added (timm's default models carry one; fine-tuning
-    re-initialises it anyway).
-    """
-    state = {k: v.detach().clone() for k, v in vit.state_dict().items()}
-    if num_classes > 0:
-        state["head.weight"] = torch.zeros(num_classes, vit.embed_dim)
-        state["head.bias"] = torch.zeros(num_classes)
-    return state

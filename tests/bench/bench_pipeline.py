@@ -147,7 +147,7 @@ def _row(name, a_name, a, b_name, b, target=None, met=None, unit="pairs/s/core")
 
 
 def rows() -> list[dict]:
-    """The issue-9 rows, side by side in one run."""
+    """The input-pipeline rows (raw and prepared videos, JPEG folders), side by side in one run."""
     raw = kinetics_like_clips()
     mp4, jpeg = prepared(raw, "mp4"), prepared(raw, "jpeg")
     today = "decord" if decord_available() else "pyav"

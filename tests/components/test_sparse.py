@@ -4,11 +4,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from jsonargparse import ArgumentParser
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
 from lightning_modules.components.sparse import SparseMask, masked_batch_norm, masked_grn, masked_layer_norm
-from lightning_modules.components.sparse_backends import build_sparse_encoder, check_backend
+from lightning_modules.components.sparse_backends import SparseBackend, build_sparse_encoder, check_backend
 
 ENCODERS = ["resnet18", "convnextv2_atto"]
 
@@ -211,21 +212,16 @@ def test_unsupported_models_and_backends_raise():
         check_backend("bogus")
 
 
-def _has_minkowski() -> bool:
-    try:
-        import MinkowskiEngine  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_has_minkowski(), reason="MinkowskiEngine is installed")
-def test_minkowski_without_package_names_it():
-    with pytest.raises(ImportError, match="MinkowskiEngine"):
+def test_minkowski_backend_of_older_configs_says_what_to_use():
+    with pytest.raises(ValueError, match="MinkowskiEngine encoders.*dense_masked"):
         build_sparse_encoder("resnet18", backend="minkowski")
-
-
-@pytest.mark.skipif(not _has_minkowski(), reason="MinkowskiEngine not installed (optional backend)")
-def test_minkowski_backend_selected():
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="MinkowskiEngine encoders.*dense_masked"):
         check_backend("minkowski")
+
+
+def test_cli_rejects_the_minkowski_backend():
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--sparse_backend", type=SparseBackend)
+    assert parser.parse_args(["--sparse_backend=dense_masked"]).sparse_backend == "dense_masked"
+    with pytest.raises(Exception, match="dense_masked"):
+        parser.parse_args(["--sparse_backend=minkowski"])

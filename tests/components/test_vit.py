@@ -13,7 +13,6 @@ from lightning_modules.components.vit import (
     encode_tokens,
     extract_patch_features,
     prepend_cls,
-    timm_state_dict,
 )
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
@@ -52,7 +51,8 @@ def test_state_dict_loads_strictly_into_timm_vit_s16():
     ref = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
     ref.load_state_dict(enc.state_dict(), strict=True)
     full = timm.create_model("vit_small_patch16_224", pretrained=False)  # with its 1000-class head
-    full.load_state_dict(timm_state_dict(enc, num_classes=1000), strict=True)
+    head = {"head.weight": torch.zeros(1000, enc.embed_dim), "head.bias": torch.zeros(1000)}
+    full.load_state_dict({**enc.state_dict(), **head}, strict=True)
     ref.eval(), enc.eval()
     x = torch.randn(1, 3, 224, 224)
     ours = extract_patch_features(enc, x)  # (1, 384, 14, 14)

@@ -1,0 +1,1 @@
+"""Fixtures and stand-ins shared by several test files."""
