@@ -238,7 +238,7 @@ class VideoMAC(VideoSSLModule):
         return momentum_at(step, total, hp.ema_momentum, hp.ema_final_momentum, hp.ema_schedule)
 
     def on_train_start(self) -> None:
-        """Under DDP, start every rank's target from rank 0's (tests/test_ddp_training.py checks it).
+        """Under DDP, start every rank's target from rank 0's (tests/system/test_ddp_training.py checks it).
 
         DDP broadcasts only the online network (the target is excluded from DDP), so ranks initialised with
         different seeds would otherwise keep different EMA targets for the whole run.

@@ -14,7 +14,8 @@ interpolation of ``F.interpolate``. OpenCV's 8-bit path:
 
 Checked against opencv-python-headless 5.0.0 on random uint8 images (2026-12-02): bit-identical for
 480x854 -> 480x832, 480x910 -> 480x896, 480x1152 (no-op), 720x1280 -> 560x560, 240x320 -> 320x320 and
-480x854 -> 448x832 (``tests/test_protocols.py`` holds hand-computed cases of the same arithmetic).
+480x854 -> 448x832 (``tests/callbacks/evaluation/test_protocols.py`` holds hand-computed cases of the same
+arithmetic).
 """
 
 import numpy as np

@@ -25,7 +25,8 @@ def check_backend(backend: str) -> None:
         raise ValueError(
             "sparse_backend='minkowski' is not available: corrmae has no MinkowskiEngine encoders. "
             "sparse_backend='dense_masked' computes the same function in pure PyTorch "
-            "(tests/components/test_official_encoders.py checks it against a direct sparse reference)."
+            "(tests/lightning_modules/components/test_official_encoders.py checks it against a direct sparse "
+            "reference)."
         )
     raise ValueError(f"sparse_backend must be 'dense_masked', got {backend!r}")
 

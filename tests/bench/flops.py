@@ -6,8 +6,8 @@ and the optimiser update are element-wise and not counted. A training step is 3x
 computes a gradient for the input and one for the weights of every product); this slightly over-counts the
 patch embedding, whose input needs no gradient (< 0.5 % of a ViT-S/16 SiamMAE step).
 
-``tests/test_flops.py`` checks the forward counts against ``torch.utils.flop_counter.FlopCounterMode`` on the
-real modules (with SDPA in its math backend, since the CPU flash kernel is not counted by the counter).
+``tests/bench/test_flops.py`` checks the forward counts against ``torch.utils.flop_counter.FlopCounterMode``
+on the real modules (with SDPA in its math backend, since the CPU flash kernel is not counted by the counter).
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def run(ctx: Context) -> None:
     else:
         ctx.note(
             "compile_model=True rows skipped (--no-compile, the default on CPU: inductor's C++ build "
-            "takes minutes there; tests/test_siammae_compile.py covers compilation on CPU)."
+            "takes minutes there; tests/lightning_modules/test_siammae_compile.py covers compilation on CPU)."
         )
     ctx.note(
         "Step = forward under autocast, backward, fused AdamW step (configure_optimizers), and for VideoMAC "

@@ -140,3 +140,16 @@ def test_no_production_file_is_over_the_limit():
         if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
     }
     assert long == {}
+
+
+def test_packages_are_layered():
+    # datamodules <- callbacks <- lightning_modules: evaluation and the checkpoint plugin never build a system
+    layer = {package: rank for rank, package in enumerate(("datamodules", "callbacks", "lightning_modules"))}
+    graph = import_graph(module_files())
+    upward = sorted(
+        (name, target)
+        for name, targets in graph.items()
+        for target in targets
+        if layer[target.split(".")[0]] > layer[name.split(".")[0]]
+    )
+    assert upward == []
