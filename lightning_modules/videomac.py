@@ -46,7 +46,7 @@ class VideoMAC(VideoSSLModule):
             ConvNeXt-V2). The paper configs use ``official``.
         init: ``official`` = the official code's initialisation (trunc-normal std 1 on depthwise, Linear and
             dense Conv2d weights, inherited from FCMAE; official encoders only) or ``standard`` (std 0.02).
-        sparse_backend: ``dense_masked`` (pure PyTorch emulation) or ``minkowski`` (optional package).
+        sparse_backend: ``dense_masked``, the pure-PyTorch masked-dense emulation (the only backend).
         pretrained: start from timm's pretrained weights (off: the paper pre-trains from scratch).
         drop_path_rate: encoder stochastic depth (0 in the official scripts).
         grn_batch_global: encoder GRN statistic over the whole batch (MinkowskiEngine) vs per sample.

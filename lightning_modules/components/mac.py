@@ -15,7 +15,7 @@ class MaskedConvAutoencoder(nn.Module):
 
     Args:
         encoder_name: timm ResNet / ConvNeXt(-V2) name.
-        sparse_backend: ``dense_masked`` (pure PyTorch) or ``minkowski`` (optional, import-gated).
+        sparse_backend: ``dense_masked``, the pure-PyTorch masked-dense emulation (the only backend).
         patch_size: mask patch size p; must equal the encoder's total stride (32).
         decoder_dim: decoder width; decoder_depth: decoder blocks; decoder_grn: ConvNeXt-V2 decoder blocks.
         drop_path_rate: encoder stochastic depth; grn_batch_global: MinkowskiEngine-style batch GRN.

@@ -12,7 +12,7 @@
   blocks (``decoder_blocks.*.multihead_attn``). The decoder (``decoder_*``) and ``mask_token`` are dropped.
 - ``state_dict``: any other ``{"state_dict": ...}`` wrapper.
 - ``plain``: a bare tensor dict, e.g. DINO's published backbones (``dino_deitsmall16_pretrain.pth``),
-  timm/safetensors files or ``vit.timm_state_dict`` exports; ``module.`` / ``backbone.`` prefixes stripped.
+  timm/safetensors files or ``corrmae export`` output; ``module.`` / ``backbone.`` prefixes stripped.
   ``corrmae-module``: a bare dict with ``encoder.*`` keys (a corrmae module's ``state_dict()``).
 
 ``checkpoint_key`` picks a top-level entry explicitly (e.g. ``student``) and then strips the same prefixes.

@@ -26,7 +26,8 @@ from tests.gpu.harness import Context, run_section
 from tests.gpu.report import Report
 
 # Run order: the environment first (its bf16 peak is every MFU's denominator), the loader after training
-# (it compares with the step's consumption). The report keeps the order (report.SECTIONS).
+# (it compares with the step's consumption). The report puts training speed first (report.SECTIONS), the
+# figure a reader opens it for.
 RUN_ORDER = (
     ("Environment", sec_environment.run),
     ("Training steps", sec_training.run),

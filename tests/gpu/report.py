@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SECTIONS = (  # report order (the issue's); the run order differs (see check.py)
+SECTIONS = (  # report order, training speed first; the run order differs (see check.py)
     "Training steps",
     "Numerics",
     "Propagation on GPU at real DAVIS sizes",
