@@ -1,6 +1,7 @@
 """``corrmae study`` (``make study-cpu``): does SiamMAE training beat its own random initialisation on CPU?
 
-Each variant is ``configs/study/base.yaml`` plus a small YAML delta (``configs/study/<name>.yaml``). The study
+Each variant is the demo's recipe (``--recipe``, ``configs/demo/siammae_cpu.yaml``), the study's changes to it
+(``configs/study/base.yaml``) and a small YAML delta (``configs/study/<name>.yaml``). The study
 (1) prepares the demo videos and both embedded DAVIS-format benchmarks (``synthetic``: procedural textures;
 ``photos``: scikit-image photographs, with a ``hard`` test split), (2) trains every variant for the same
 number of steps (``--max-steps``; steps, not wall clock, because the machine may be shared: seconds are
@@ -96,6 +97,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="corrmae study", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--data", default="data/demo", help="where demo videos and the benchmark go")
+    parser.add_argument(
+        "--recipe", default="configs/demo/siammae_cpu.yaml", help="the recipe base.yaml changes"
+    )
     parser.add_argument("--configs", default="configs/study", help="base.yaml and the variant deltas")
     parser.add_argument("--variants", nargs="*", help="variant names (default: every file but base.yaml)")
     parser.add_argument("--max-steps", type=int, help="training steps per variant (default 300, quick 30)")
@@ -128,7 +132,8 @@ class Study:
         name = variant.stem
         log.info("study: training %s for %d steps", name, self.steps)
         overrides = [f"--trainer.max_steps={self.steps}", *extra]
-        run = train_variant(name, Path(self.args.configs) / "base.yaml", variant, videos, out, overrides)
+        bases = [Path(self.args.recipe), Path(self.args.configs) / "base.yaml"]
+        run = train_variant(name, bases, variant, videos, out, overrides)
         meta = {k: run[k] for k in ("steps", "train_s", "final_loss")}
         trained = load_corrmae_checkpoint(run["ckpt"])
         torch.manual_seed(0)  # the random-init baseline is the same architecture with a fixed seed

@@ -1,4 +1,4 @@
-"""The study's variants: ``configs/study/base.yaml`` plus one small YAML delta each, trained through the CLI.
+"""The study's variants, trained through the CLI: the recipe, ``configs/study/base.yaml``, a delta each.
 
 A variant may carry a ``study:`` section that the study consumes (it is not a CLI key):
 ``videos: real | synthetic | all`` picks the training videos under ``<data>/videos``.
@@ -34,12 +34,17 @@ def split_variant(path: Path) -> tuple[dict, dict]:
     return delta, options
 
 
-def train_variant(name: str, base: Path, variant: Path, videos: Path, out: Path, extra: list[str]) -> dict:
-    """Fit one variant through the CLI; returns checkpoint, steps, seconds, last loss and the logger."""
+def train_variant(
+    name: str, bases: list[Path], variant: Path, videos: Path, out: Path, extra: list[str]
+) -> dict:
+    """Fit one variant (``bases``, then its delta) through the CLI.
+
+    Returns the checkpoint, steps, seconds, last loss and the logger.
+    """
     delta, options = split_variant(variant)
     run_dir = out / "configs"
     run_dir.mkdir(parents=True, exist_ok=True)
-    configs = ["--config", str(base)]
+    configs = [arg for base in bases for arg in ("--config", str(base))]
     if delta:  # the delta without the study section, kept next to the results as the run's record
         delta_path = run_dir / f"{name}.yaml"
         delta_path.write_text(yaml.safe_dump(delta, sort_keys=False))

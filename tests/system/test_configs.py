@@ -9,6 +9,12 @@ from lightning_modules.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
+STUDY_BASES = (
+    "--config",
+    str(CONFIGS / "demo" / "siammae_cpu.yaml"),
+    "--config",
+    str(CONFIGS / "study" / "base.yaml"),
+)
 
 
 def base_for(path: Path, tmp_path: Path) -> list[str]:
@@ -21,7 +27,9 @@ def base_for(path: Path, tmp_path: Path) -> list[str]:
         cli_part, _ = split_variant(path)
         delta = tmp_path / rel.name
         delta.write_text(yaml.safe_dump(cli_part or {}))
-        return ["--config", str(CONFIGS / "study" / "base.yaml"), "--config", str(delta)]
+        return [*STUDY_BASES, "--config", str(delta)]
+    if rel == Path("study/base.yaml"):  # the study's changes to the demo recipe
+        return [*STUDY_BASES[:2], "--config", str(path)]
     if rel.parts[0] == "ablations":
         base = {"siammae": "siammae.yaml", "videomac": "videomac_rn50.yaml"}[rel.parts[1]]
         return ["--config", str(CONFIGS / base), "--config", str(path)]

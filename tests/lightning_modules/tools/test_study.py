@@ -73,7 +73,8 @@ def tiny_study(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "ensure_photo_benchmark", lambda *a, **k: photos)
     configs = tmp_path / "configs"
     configs.mkdir()
-    (configs / "base.yaml").write_text(yaml.safe_dump(TINY_BASE))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(TINY_BASE))
+    (configs / "base.yaml").write_text(yaml.safe_dump({"model": {"init_args": {"mask_ratio": 0.6}}}))
     (configs / "a_plain.yaml").write_text("{}\n")
     delta = {"study": {"videos": "synthetic"}, "model": {"init_args": {"mask_ratio": 0.5}}}
     (configs / "b_generated.yaml").write_text(yaml.safe_dump(delta))
@@ -84,6 +85,7 @@ def test_study_end_to_end_writes_table(tiny_study):
     tmp_path, configs = tiny_study
     out = tmp_path / "out"
     argv = ["--out", str(out), "--data", str(tmp_path / "demo"), "--configs", str(configs), "--quick",
+            "--recipe", str(tmp_path / "recipe.yaml"),
             "--variants", "a_plain", "b_generated", "--max-steps", "2", "--threads", "1",
             "--num-val", "1", "--num-tune", "1"]  # fmt: skip
     study.main(argv)
@@ -121,6 +123,9 @@ def test_study_end_to_end_writes_table(tiny_study):
     # the delta actually applied (mask 0.5) and the study-only section was stripped from the CLI config
     saved = yaml.safe_load((out / "tb" / "b_generated" / "version_0" / "config.yaml").read_text())
     assert saved["model"]["init_args"]["mask_ratio"] == 0.5
+    # recipe, then the study's base.yaml (mask 0.6), then the variant: a_plain runs with base.yaml's change
+    plain = yaml.safe_load((out / "tb" / "a_plain" / "version_0" / "config.yaml").read_text())
+    assert plain["model"]["init_args"]["mask_ratio"] == 0.6 and plain["model"]["init_args"]["embed_dim"] == 32
     assert saved["data"]["init_args"]["root"].endswith("videos/synthetic")
     assert "study" not in yaml.safe_load((out / "configs" / "b_generated.yaml").read_text())
     assert list((out / "tb" / "a_plain" / "version_0").glob("events.out.tfevents.*"))
