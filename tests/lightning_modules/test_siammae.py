@@ -12,11 +12,9 @@ from lightning_modules.cli import main
 from lightning_modules.components.losses import masked_mse, normalize_patches
 from lightning_modules.components.patches import patchify
 from lightning_modules.components.visualize import attention_grid, reconstruction_grid
+from tests.helpers.tiny_models import tiny_siammae_args
 
-TINY = dict(
-    img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=1,
-    decoder_num_heads=2,
-)  # fmt: skip
+TINY = tiny_siammae_args()
 
 
 def tiny(**kw):
