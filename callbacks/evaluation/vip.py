@@ -56,7 +56,7 @@ def evaluate_vip(
     protocol = as_protocol(cfg, "vip")
     records = []
     for n, video in enumerate(videos):
-        shown = preview_frames(len(video), preview) if n == 0 else []
+        shown = set(preview_frames(len(video), preview)) if n == 0 else set()
         records.append(vip_record(model, video, protocol, tuple(size), out_dir, device, batch_frames, shown))
         if progress is not None:
             progress(len(video))
@@ -71,9 +71,13 @@ def vip_record(
     out_dir: str | Path | None,
     device: torch.device | str,
     batch_frames: int,
-    shown: list[int],
+    shown: set[int],
 ) -> dict:
-    """One video: propagate the frame-0 classes, decode every frame, count the confusion matrix."""
+    """One video: propagate the frame-0 classes, decode every frame, count the confusion matrix.
+
+    ``shown`` frames are also returned as overlay pictures (``record["preview"]``); only those predictions
+    are kept, so memory does not grow with the video's length.
+    """
     stride = model.feature_stride
     feats = video_features(model, video.read_frame, len(video), size, device, batch_frames, protocol)
     gt0 = video.read_label(0)
@@ -83,7 +87,7 @@ def vip_record(
     first = first_frame_labels(lookup[gt0], size, stride, len(classes), protocol).to(feats)  # (L, h, w)
     soft = propagate_video(feats, first, protocol.propagation)  # (T, L, h, w)
     confusion = ConfusionMIoU(NUM_CLASSES, sync_on_compute=False)  # per video; ranks merge the records
-    preds = []
+    palette, overlays = voc_palette(), []
     for t in range(len(video)):
         gt = gt0 if t == 0 else video.read_label(t)
         if t == 0 and protocol.vip_first_frame == "gt":
@@ -91,16 +95,14 @@ def vip_record(
         else:  # CRW also scores frame 0 as its grid labels decoded back (its "roundtrip")
             chan = decode_labels(soft[t], stride, size, size, protocol).cpu()  # (H_r, W_r) channel ids
             pred = resize_id_map(classes[chan.numpy()], gt.shape, protocol).numpy()  # to the GT size
-        preds.append(pred)
         confusion.update(torch.from_numpy(pred), torch.from_numpy(gt.astype(np.int64)))
         if out_dir is not None:
-            write_palette_png(
-                Path(out_dir) / video.name / f"{video.frame_paths[t].stem}.png", pred, voc_palette()
-            )
+            write_palette_png(Path(out_dir) / video.name / f"{video.frame_paths[t].stem}.png", pred, palette)
+        if t in shown:
+            overlays.append(overlay(video.read_frame(t), pred, palette))
     record = {"video": video.name, "confusion": confusion.hist.cpu().numpy()}
-    if shown:
-        pal = voc_palette()
-        record["preview"] = np.stack([overlay(video.read_frame(t), preds[t], pal) for t in shown])
+    if overlays:
+        record["preview"] = np.stack(overlays)
     return record
 
 
