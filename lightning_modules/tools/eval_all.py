@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from callbacks.evaluation.benchmarks import BENCHMARKS
+from callbacks.evaluation.benchmarks import BENCHMARKS, get_benchmark
 from callbacks.evaluation.davis import per_object_rows
 from callbacks.evaluation.flags import add_protocol_arguments, overrides_from_args
 from callbacks.evaluation.protocols import describe, get_protocol
@@ -174,9 +174,10 @@ def load_benchmarks(args: argparse.Namespace) -> dict[str, list]:
     """The requested benchmarks found under ``--data`` (a missing folder is reported and skipped)."""
     benchmarks = {}
     for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
-        if name not in BENCHMARKS:
-            raise SystemExit(f"eval-all: unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-        bench = BENCHMARKS[name]
+        try:
+            bench = get_benchmark(name)
+        except ValueError as err:
+            raise SystemExit(f"eval-all: {err}") from err
         root = Path(args.data) / bench.dir_name
         if not root.is_dir():
             log.warning("eval-all: skipping %s: %s not found (expected the official %s layout)", name, root,
