@@ -1,18 +1,8 @@
-import hashlib
-
 import numpy as np
 
 from datamodules.benchmark_gen import main, write_davis_benchmark
 from datamodules.davis import load_davis
-
-
-def _digest(root):
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+from tests.helpers.tree_digest import tree_digest
 
 
 def test_deterministic_from_seed(tmp_path):
@@ -20,7 +10,7 @@ def test_deterministic_from_seed(tmp_path):
     a = write_davis_benchmark(tmp_path / "a", seed=1, **kw)
     b = write_davis_benchmark(tmp_path / "b", seed=1, **kw)
     c = write_davis_benchmark(tmp_path / "c", seed=2, **kw)
-    assert _digest(a) == _digest(b) != _digest(c)
+    assert tree_digest(a) == tree_digest(b) != tree_digest(c)
 
 
 def test_layout_readable_and_scenes_move(tmp_path):

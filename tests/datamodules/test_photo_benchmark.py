@@ -1,6 +1,5 @@
 """The photo benchmark generator: ids and splits, occlusion order, exact masks, determinism."""
 
-import hashlib
 import re
 from dataclasses import replace
 
@@ -17,17 +16,9 @@ from datamodules.photo_benchmark import (
     write_photo_benchmark,
 )
 from datamodules.photo_scene import draw_scene, render
+from tests.helpers.tree_digest import tree_digest
 
 SMALL = dict(num_frames=4, size=(48, 80))
-
-
-def _digest(root):
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def _flat_photos(names):
@@ -65,7 +56,7 @@ def test_deterministic_from_seed(tmp_path):
     a = write_photo_benchmark(tmp_path / "a", seed=3, counts=counts, **SMALL)
     b = write_photo_benchmark(tmp_path / "b", seed=3, counts=counts, **SMALL)
     c = write_photo_benchmark(tmp_path / "c", seed=4, counts=counts, **SMALL)
-    assert _digest(a) == _digest(b) != _digest(c)
+    assert tree_digest(a) == tree_digest(b) != tree_digest(c)
 
 
 def test_occlusion_order_front_most_labelled_object_wins():
